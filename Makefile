@@ -1,0 +1,52 @@
+# rdext: build with cargo, install the static binary and the dracut module.
+#
+#   make                     build the static musl binary
+#   make install DESTDIR=D   install D/usr/bin/rdext and D/usr/lib/dracut/modules.d/90rdext/
+#   make test-qemu           QEMU boot tests (root; see docs/initrd.md)
+#   make demo                one demo boot showing the effects on the console
+#
+# BIN=path installs a prebuilt binary instead of building one with cargo.
+
+TARGET     ?= x86_64-unknown-linux-musl
+CARGO      ?= cargo
+PREFIX     ?= /usr
+BINDIR     ?= $(PREFIX)/bin
+DRACUTDIR  ?= $(PREFIX)/lib/dracut/modules.d
+DESTDIR    ?=
+DEFAULT_BIN := target/$(TARGET)/release/rdext
+BIN        ?= $(DEFAULT_BIN)
+
+MODULE_NAME  := 90rdext
+MODULE_FILES := module-setup.sh rdext-merge.service rdext-generator rdext-pre-pivot.sh
+
+.PHONY: all build install uninstall test-qemu demo clean FORCE
+
+all: build
+
+build: $(DEFAULT_BIN)
+
+# cargo decides whether anything needs rebuilding.
+$(DEFAULT_BIN): FORCE
+	$(CARGO) build --release --target $(TARGET)
+
+install: $(BIN)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/rdext
+	install -d -m 0755 $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)
+	install -m 0755 dracut-module/module-setup.sh dracut-module/rdext-generator \
+		dracut-module/rdext-pre-pivot.sh $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)/
+	install -m 0644 dracut-module/rdext-merge.service $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/rdext
+	rm -rf $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)
+
+test-qemu:
+	tests-qemu/run
+
+demo:
+	tests-qemu/demo
+
+clean:
+	$(CARGO) clean
+
+FORCE:

@@ -1,0 +1,37 @@
+#!/bin/bash
+# dracut module "rdext": merge systemd-sysext/confext extensions of the real
+# root into /sysroot before switch-root. See docs/initrd.md.
+# shellcheck disable=SC2154 # moddir, initdir, systemd*dir, SYSTEMCTL come from dracut
+
+# Only when asked for (dracut --add rdext, or add_dracutmodules+=" rdext ").
+check() {
+    require_binaries rdext || return 1
+    return 255
+}
+
+depends() {
+    return 0
+}
+
+installkernel() {
+    # What the merge needs: loop devices, the image file systems, overlayfs,
+    # and (for verity-protected images) device-mapper. Installed even for
+    # host-only images, since the extensions are not known at build time.
+    hostonly='' instmods loop overlay squashfs erofs dm-mod dm-verity
+}
+
+install() {
+    inst_binary "$(command -v rdext)" /usr/bin/rdext
+    # For rdext's module handling (depmod data of merged kernel modules).
+    inst_multiple -o modprobe depmod
+
+    if dracut_module_included "systemd"; then
+        inst_simple "$moddir/rdext-merge.service" "$systemdsystemunitdir/rdext-merge.service"
+        inst_script "$moddir/rdext-generator" "$systemdutildir/system-generators/rdext-generator"
+        $SYSTEMCTL -q --root "$initdir" enable rdext-merge.service
+    else
+        # Priority 90: after dracut's usrmount hook (50) has mounted /sysroot/usr
+        # and the x-initrd.mount file systems of /sysroot/etc/fstab.
+        inst_hook pre-pivot 90 "$moddir/rdext-pre-pivot.sh"
+    fi
+}

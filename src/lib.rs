@@ -1,0 +1,15 @@
+//! rdext: merge systemd-sysext and systemd-confext images into the real root
+//! from the initramfs, so udev rules, kernel modules and units shipped in
+//! extensions apply at the first boot as if they were part of the base.
+//!
+//! Data flows one way: discovery (a plain list of candidates) → images
+//! opened and validated → overlay plans → mounts → metadata. Only `sys`
+//! talks to the kernel.
+
+pub mod class;
+pub mod cmdline;
+pub mod discover;
+pub mod image;
+pub mod overlay;
+pub mod sys;
+pub mod version;

@@ -1,0 +1,155 @@
+//! The new mount API (`fsopen`/`fsconfig`/`fsmount`/`move_mount`).
+//!
+//! Mounts are built detached, inspected (the overlay's `st_dev` must be known
+//! before its metadata is written) and only then attached.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::CWD;
+use rustix::io::Errno;
+use rustix::mount::{
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount, unmount,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags,
+};
+
+use super::{SysError, SysResult};
+
+/// A filesystem being configured (`fsopen`). The kernel explains failures
+/// in a log on this fd; we read it into the error.
+#[derive(Debug)]
+pub struct FsContext {
+    fd: OwnedFd,
+    fstype: &'static str,
+}
+
+impl FsContext {
+    /// Start configuring a superblock of `fstype`.
+    pub fn new(fstype: &'static str) -> SysResult<Self> {
+        let fd = fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)
+            .map_err(|e| SysError::new("fsopen", fstype, e))?;
+        Ok(FsContext { fd, fstype })
+    }
+
+    /// `fsconfig(FSCONFIG_SET_STRING)`.
+    pub fn set_string(&self, key: &str, value: &str) -> SysResult<()> {
+        fsconfig_set_string(&self.fd, key, value).map_err(|e| self.error("set", key, e))
+    }
+
+    /// `fsconfig(FSCONFIG_SET_FLAG)`.
+    pub fn set_flag(&self, key: &str) -> SysResult<()> {
+        fsconfig_set_flag(&self.fd, key).map_err(|e| self.error("set", key, e))
+    }
+
+    /// Create the superblock and return a detached mount of it.
+    pub fn mount(self, what: &str, attrs: MountAttrFlags) -> SysResult<OwnedFd> {
+        fsconfig_create(&self.fd).map_err(|e| self.error("mount", what, e))?;
+        fsmount(&self.fd, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+            .map_err(|e| self.error("mount", what, e))
+    }
+
+    fn error(&self, op: &'static str, what: &str, errno: Errno) -> SysError {
+        let mut err = SysError::new(op, format!("{} {what}", self.fstype), errno);
+        err.detail = self.kernel_log();
+        err
+    }
+
+    /// Drain the fs-context log: lines "e msg", "w msg", "i msg".
+    fn kernel_log(&self) -> Option<String> {
+        let mut lines = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = rustix::io::read(&self.fd, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            let line = String::from_utf8_lossy(&buf[..n]);
+            lines.push(line.get(2..).unwrap_or(&line).trim_end().to_string());
+        }
+        (!lines.is_empty()).then(|| lines.join("; "))
+    }
+}
+
+/// Mount a read-only filesystem from a block device, detached.
+pub fn mount_block_read_only(
+    fstype: &'static str,
+    device: &Path,
+    attrs: MountAttrFlags,
+) -> SysResult<OwnedFd> {
+    let fs = FsContext::new(fstype)?;
+    fs.set_string("source", &device.to_string_lossy())?;
+    // Without "ro" on the superblock the kernel opens the device for
+    // writing, which a read-only loop device refuses with EACCES.
+    fs.set_flag("ro")?;
+    fs.mount(
+        &device.to_string_lossy(),
+        attrs | MountAttrFlags::MOUNT_ATTR_RDONLY,
+    )
+}
+
+/// Attach a detached mount at `target`.
+pub fn attach(mount: impl AsFd, target: &Path) -> SysResult<()> {
+    move_mount(
+        mount.as_fd(),
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| SysError::new("attach mount at", target.display(), e))
+}
+
+/// Lazily unmount `target`, never following a symlink there.
+pub fn detach(target: &Path) -> SysResult<()> {
+    unmount(target, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)
+        .map_err(|e| SysError::new("unmount", target.display(), e))
+}
+
+/// A private tmpfs holding the image mounts and metadata layers while a
+/// merge is built. The finished overlays pin what they use, so dropping
+/// the workspace detaches it and leaves no trace in the tree.
+#[derive(Debug)]
+pub struct Workspace {
+    path: PathBuf,
+}
+
+impl Workspace {
+    /// Mount a fresh workspace in a new directory under `parent`.
+    pub fn create(parent: &Path) -> SysResult<Self> {
+        let path = parent.join(format!("rdext.{}", std::process::id()));
+        std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, &e))?;
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error("create", &path, &e)),
+        }
+        let fs = FsContext::new("tmpfs")?;
+        fs.set_string("mode", "0700")?;
+        fs.set_string("source", "rdext")?;
+        let mount = fs.mount("workspace", MountAttrFlags::MOUNT_ATTR_NODEV)?;
+        attach(&mount, &path)?;
+        Ok(Workspace { path })
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        if let Err(e) = detach(&self.path) {
+            log::warn!("{e}");
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// Turn a std I/O error into a [`SysError`].
+pub fn io_error(op: &'static str, path: &Path, err: &std::io::Error) -> SysError {
+    SysError::new(
+        op,
+        path.display(),
+        Errno::from_io_error(err).unwrap_or(Errno::IO),
+    )
+}

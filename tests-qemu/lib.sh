@@ -1,0 +1,56 @@
+# shellcheck shell=bash
+# Common helpers for the rdext QEMU tests. Sourced, not executed.
+
+RDEXT_QEMU_CACHE=${RDEXT_QEMU_CACHE:-/var/cache/rdext-qemu}
+TESTS_QEMU_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$TESTS_QEMU_DIR/.." && pwd)
+
+log() { printf '%s [tests-qemu] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+need_root() {
+    [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot, loop-free image building)"
+}
+
+# The Debian mirror: the first plain Debian archive URI the host's apt uses,
+# else deb.debian.org. Not part of the cache key (same archive content).
+debian_mirror() {
+    if [ -n "${RDEXT_DEBIAN_MIRROR:-}" ]; then
+        echo "$RDEXT_DEBIAN_MIRROR"
+        return
+    fi
+    local uri
+    uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+              /etc/apt/sources.list.d/*.sources 2>/dev/null |
+          grep -Eo '(https?://[^ ]+/debian)/?( |$)' | grep -v security |
+          head -n1 | tr -d ' ') || true
+    if [ -n "$uri" ]; then echo "${uri%/}"; else echo "http://deb.debian.org/debian"; fi
+}
+
+# Directory of the cached guest for the current recipe (build-guest.sh and
+# the files it reads). Printed on stdout.
+guest_cache_dir() {
+    local key
+    key=$(cat "$TESTS_QEMU_DIR/build-guest.sh" | sha256sum | cut -c1-16)
+    echo "$RDEXT_QEMU_CACHE/guest-$key"
+}
+
+# Mount /proc, /sys, /dev into a chroot; undone by chroot_umount.
+chroot_mount() {
+    local root=$1
+    mount -t proc proc "$root/proc"
+    mount --rbind /sys "$root/sys"
+    mount --make-rslave "$root/sys"
+    mount --rbind /dev "$root/dev"
+    mount --make-rslave "$root/dev"
+    mount -t tmpfs tmpfs "$root/tmp"
+}
+
+chroot_umount() {
+    local root=$1 m
+    for m in tmp dev sys proc; do
+        if mountpoint -q "$root/$m"; then
+            umount -R "$root/$m" 2>/dev/null || umount -lR "$root/$m" || true
+        fi
+    done
+}
