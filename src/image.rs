@@ -106,8 +106,7 @@ pub fn open(
         }
         _ => mount_block_read_only(format.fstype(), &candidate.path, attrs)?,
     };
-    std::fs::create_dir_all(mount_point)
-        .map_err(|e| SysError::from(io_error("create", mount_point, &e)))?;
+    std::fs::create_dir_all(mount_point).map_err(|e| io_error("create", mount_point, &e))?;
     attach(&mount, mount_point)?;
     Ok(mount_point.to_path_buf())
 }

@@ -1,1 +1,228 @@
-fn main() {}
+//! The `rdext` command: a thin layer over the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use rdext::class::Class;
+use rdext::cmdline::KernelCmdline;
+use rdext::merge::{self, Options, Verdict};
+
+const USAGE: &str = "\
+usage: rdext COMMAND [OPTIONS]
+
+commands:
+  merge     merge extensions into the root (honours the kernel command line)
+  list      show every image found and whether it would merge, and why
+  status    show the merged hierarchies
+  unmerge   remove the merged overlays
+
+options:
+  --root DIR          root to extend (default: /sysroot in an initrd, else /)
+  --initrd-root DIR   also take images from DIR/run/extensions and
+                      DIR/.extra/sysext (default: / in an initrd, else none)
+  --run-dir DIR       runtime directory for the workspace and record (default: /run)
+  --cmdline FILE      kernel command line to obey (default: /proc/cmdline)
+  --strict            merge nothing if any image is rejected
+  --json              JSON output for list and status
+  --debug             verbose logging
+";
+
+#[derive(Debug, Default)]
+struct Args {
+    command: String,
+    root: Option<PathBuf>,
+    initrd_root: Option<PathBuf>,
+    run_dir: Option<PathBuf>,
+    cmdline: Option<PathBuf>,
+    strict: bool,
+    json: bool,
+    debug: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    use lexopt::prelude::*;
+    let mut args = Args::default();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("root") => args.root = Some(parser.value()?.into()),
+            Long("initrd-root") => args.initrd_root = Some(parser.value()?.into()),
+            Long("run-dir") => args.run_dir = Some(parser.value()?.into()),
+            Long("cmdline") => args.cmdline = Some(parser.value()?.into()),
+            Long("strict") => args.strict = true,
+            Long("json") => args.json = true,
+            Long("debug") => args.debug = true,
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            Value(v) if args.command.is_empty() => args.command = v.string()?,
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if args.command.is_empty() {
+        bail!("no command given\n{USAGE}");
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("rdext: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let in_initrd = Path::new("/etc/initrd-release").exists();
+    let cmdline_path = args
+        .cmdline
+        .clone()
+        .unwrap_or_else(|| "/proc/cmdline".into());
+    let cmdline = match std::fs::read_to_string(&cmdline_path) {
+        Ok(text) => KernelCmdline::parse(&text),
+        Err(e) if args.cmdline.is_some() => {
+            return Err(e).with_context(|| format!("cannot read {}", cmdline_path.display()))
+        }
+        Err(_) => KernelCmdline::parse(""),
+    };
+    let debug = args.debug || cmdline_flag(&cmdline, "rdext.debug").unwrap_or(false);
+    rdext::logger::init(debug, in_initrd);
+
+    let opts = Options {
+        root: args
+            .root
+            .clone()
+            .unwrap_or_else(|| if in_initrd { "/sysroot" } else { "/" }.into()),
+        initrd_root: args
+            .initrd_root
+            .clone()
+            .or_else(|| in_initrd.then(|| "/".into())),
+        classes: Class::ALL.to_vec(),
+        strict: args.strict,
+        run_dir: args.run_dir.clone().unwrap_or_else(|| "/run".into()),
+        host_arch: host_arch()?,
+    };
+    match args.command.as_str() {
+        "merge" => merge_command(opts, &cmdline),
+        "list" => list_command(&opts, args.json),
+        "status" => status_command(&opts, args.json),
+        "unmerge" => {
+            let removed = merge::unmerge(&opts.root, &opts.classes, &opts.run_dir)?;
+            if removed == 0 {
+                log::info!("nothing was merged");
+            }
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+/// A boolean switch from the command line; a malformed value is reported
+/// and ignored rather than guessed.
+fn cmdline_flag(cmdline: &KernelCmdline, key: &str) -> Option<bool> {
+    match cmdline.get_bool(key)? {
+        Ok(value) => Some(value),
+        Err(e) => {
+            eprintln!("rdext: ignoring {e}");
+            None
+        }
+    }
+}
+
+fn merge_command(mut opts: Options, cmdline: &KernelCmdline) -> Result<()> {
+    if cmdline_flag(cmdline, "rdext") == Some(false) {
+        log::info!("disabled by rdext=0 on the kernel command line");
+        return Ok(());
+    }
+    for (class, key) in [
+        (Class::Sysext, "systemd.sysext"),
+        (Class::Confext, "systemd.confext"),
+    ] {
+        if cmdline_flag(cmdline, key) == Some(false) {
+            log::info!(
+                "{} disabled by {key}=0 on the kernel command line",
+                class.name()
+            );
+            opts.classes.retain(|c| *c != class);
+        }
+    }
+    merge::merge(&opts)?;
+    Ok(())
+}
+
+fn list_command(opts: &Options, json: bool) -> Result<()> {
+    let reports = merge::list(opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    for r in reports {
+        let (verdict, reason) = match &r.verdict {
+            Verdict::Accepted => ("accepted", String::new()),
+            Verdict::Rejected(reason) => ("rejected", reason.clone()),
+            Verdict::Masked => ("masked", "empty directory".to_string()),
+            Verdict::Shadowed(by) => ("shadowed", format!("by {}", by.display())),
+            Verdict::Ignored(reason) => ("ignored", reason.clone()),
+        };
+        let name = r.name.as_deref().unwrap_or("-");
+        let reason = if reason.is_empty() {
+            reason
+        } else {
+            format!(": {reason}")
+        };
+        println!(
+            "{:<8} {:<20} {:<9} {}{reason}",
+            r.class,
+            name,
+            verdict,
+            r.display_entry()
+        );
+    }
+    Ok(())
+}
+
+fn status_command(opts: &Options, json: bool) -> Result<()> {
+    let rows = merge::status(&opts.root, &opts.classes);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<10} {:<40} SINCE", "HIERARCHY", "EXTENSIONS");
+    for row in rows {
+        let extensions = match &row.extensions {
+            serde_json::Value::Array(names) => names
+                .iter()
+                .filter_map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.as_str().unwrap_or("none").to_string(),
+        };
+        let since = row
+            .since
+            .map_or("-".to_string(), |us| format!("{}", us / 1_000_000));
+        println!("{:<10} {:<40} {since}", row.hierarchy, extensions);
+    }
+    Ok(())
+}
+
+/// The running kernel's architecture in systemd's notation.
+fn host_arch() -> Result<String> {
+    let uname = rustix::system::uname();
+    let machine = uname.machine().to_string_lossy();
+    match rdext::release::systemd_arch(&machine) {
+        Some(arch) => Ok(arch.to_string()),
+        None => bail!("unknown architecture {machine}"),
+    }
+}

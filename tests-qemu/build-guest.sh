@@ -84,13 +84,13 @@ for m in $EXT_MODULES; do
 done
 chroot "$root" depmod -a "$kver"
 for m in $EXT_MODULES; do
-    st="$root/tmp/depmod-$m"
+    st="$root/var/tmp/depmod-$m"
     mkdir -p "$st/usr/lib/modules" "$st/lib"
     rmdir "$st/lib"
     ln -s usr/lib "$st/lib"
     cp -al "$moddir" "$st/usr/lib/modules/$kver"
     cp -a "$tmp/kmod-ext/$m/usr/lib/modules/$kver/extra" "$st/usr/lib/modules/$kver/"
-    chroot "$root" depmod -b "/tmp/depmod-$m" "$kver"
+    chroot "$root" depmod -b "/var/tmp/depmod-$m" "$kver"
     for f in "$st/usr/lib/modules/$kver"/modules.*; do
         case ${f##*/} in
             modules.order|modules.builtin|modules.builtin.modinfo) ;;

@@ -56,20 +56,7 @@ pub fn file_type(stat: &Stat) -> FileType {
 
 /// Whether the directory behind `dir` has any entry (hidden ones count).
 pub fn dir_has_entries(dir: impl AsFd) -> rustix::io::Result<bool> {
-    let fd = rustix::fs::openat(
-        dir.as_fd(),
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut entries = rustix::fs::Dir::read_from(&fd)?;
-    while let Some(entry) = entries.next() {
-        let name = entry?.file_name().to_bytes().to_vec();
-        if name != b"." && name != b".." {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(!sorted_entries(dir)?.is_empty())
 }
 
 /// The names in a directory, sorted bytewise so every run sees one order.
@@ -81,8 +68,7 @@ pub fn sorted_entries(dir: impl AsFd) -> rustix::io::Result<Vec<PathBuf>> {
         Mode::empty(),
     )?;
     let mut names = Vec::new();
-    let mut entries = rustix::fs::Dir::read_from(&fd)?;
-    while let Some(entry) = entries.next() {
+    for entry in rustix::fs::Dir::read_from(&fd)? {
         let name = entry?.file_name().to_bytes().to_vec();
         if name != b"." && name != b".." {
             names.push(PathBuf::from(OsStr::from_bytes(&name)));

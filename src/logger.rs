@@ -1,0 +1,105 @@
+//! Logging to stderr and, inside an initrd, to `/dev/kmsg`, so messages
+//! survive into `journalctl -b` of the booted system even from a shell
+//! (non-systemd) initrd.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::Mutex;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+struct Logger {
+    kmsg: Option<Mutex<File>>,
+    stderr: bool,
+}
+
+/// syslog priority of a log level.
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+/// One kmsg record: facility daemon, so the journal files it under the
+/// `rdext` identifier rather than as a kernel message.
+fn kmsg_record(level: Level, message: &str) -> String {
+    const LOG_DAEMON: u8 = 3 << 3;
+    let mut text: String = message.chars().take(900).collect();
+    text.retain(|c| c != '\n');
+    format!("<{}>rdext: {text}\n", LOG_DAEMON | priority(level))
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let message = record.args().to_string();
+        if let Some(kmsg) = &self.kmsg {
+            if let Ok(mut kmsg) = kmsg.lock() {
+                // One write per record: kmsg takes each write as one message.
+                let _ = kmsg.write_all(kmsg_record(record.level(), &message).as_bytes());
+            }
+        }
+        if self.stderr {
+            let prefix = match record.level() {
+                Level::Error => "error: ",
+                Level::Warn => "warning: ",
+                _ => "",
+            };
+            let _ = writeln!(std::io::stderr(), "rdext: {prefix}{message}");
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Install the logger. With `kmsg`, records also go to `/dev/kmsg`; stderr
+/// is then skipped when it already leads to the journal, which sees kmsg.
+pub fn init(debug: bool, kmsg: bool) {
+    let kmsg = kmsg
+        .then(|| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/kmsg")
+                .ok()
+        })
+        .flatten();
+    let stderr = kmsg.is_none() || std::env::var_os("JOURNAL_STREAM").is_none();
+    let logger = Logger {
+        kmsg: kmsg.map(Mutex::new),
+        stderr,
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(if debug {
+            LevelFilter::Debug
+        } else {
+            LevelFilter::Info
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmsg_records_carry_priority_and_prefix() {
+        assert_eq!(
+            kmsg_record(Level::Warn, "skipped foo"),
+            "<28>rdext: skipped foo\n"
+        );
+        assert_eq!(kmsg_record(Level::Info, "a\nb"), "<30>rdext: ab\n");
+        assert_eq!(
+            kmsg_record(Level::Error, &"x".repeat(2000)).len(),
+            "<27>rdext: \n".len() + 900
+        );
+    }
+}

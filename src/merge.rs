@@ -1,0 +1,437 @@
+//! The merge pipeline and the commands around it: discover → open and
+//! validate each image → plan → build overlays → attach → record.
+//!
+//! Unlike systemd-sysext (its issue #32762), one bad image does not stop
+//! the others: it is skipped with a one-line reason. `strict` restores
+//! all-or-nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rustix::fs::OFlags;
+use serde::Serialize;
+
+use crate::class::Class;
+use crate::discover::{self, Candidate, Finding, Origin, SearchRoot};
+use crate::image;
+use crate::overlay::{self, Extension};
+use crate::release::{self, EnvFile, HostRelease};
+use crate::sys::fs::{open_dir, open_in_root};
+use crate::sys::mount::Workspace;
+
+/// Where and what to merge; every environment input is explicit.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The root to extend (`/sysroot` in the initrd).
+    pub root: PathBuf,
+    /// The initrd's own root, whose `/run/extensions` and `/.extra/sysext`
+    /// also count; None outside an initrd.
+    pub initrd_root: Option<PathBuf>,
+    /// The classes to merge.
+    pub classes: Vec<Class>,
+    /// Fail the whole merge if any image is rejected.
+    pub strict: bool,
+    /// Runtime state directory: the workspace is made under it and the
+    /// record of the merge written to `rdext/` in it.
+    pub run_dir: PathBuf,
+    /// Host architecture in systemd notation.
+    pub host_arch: String,
+}
+
+/// What happened to one search-directory entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "lowercase")]
+pub enum Verdict {
+    /// Validated and merged (or mergeable, for `list`).
+    Accepted,
+    /// A candidate that failed to open or validate.
+    Rejected(String),
+    /// An empty directory masking its name.
+    Masked,
+    /// Lost its name to an earlier entry.
+    Shadowed(PathBuf),
+    /// Not an image.
+    Ignored(String),
+}
+
+/// One line of `rdext list`, and the record of a merge.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageReport {
+    /// sysext or confext.
+    pub class: &'static str,
+    /// The extension name, when the entry is an image.
+    pub name: Option<String>,
+    /// The search-directory entry.
+    pub entry: PathBuf,
+    /// Whether the entry is in the initrd rather than the target root.
+    pub initrd: bool,
+    /// The resolved image.
+    pub path: Option<PathBuf>,
+    /// The version picked from a `.v/` directory.
+    pub version: Option<String>,
+    /// The decision.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+impl ImageReport {
+    fn for_candidate(class: Class, c: &Candidate, verdict: Verdict) -> Self {
+        ImageReport {
+            class: class.name(),
+            name: Some(c.name.clone()),
+            entry: c.entry.clone(),
+            initrd: c.origin == Origin::Initrd,
+            path: Some(c.path.clone()),
+            version: c.version.clone(),
+            verdict,
+        }
+    }
+
+    /// The entry as the user knows it.
+    pub fn display_entry(&self) -> String {
+        let entry = self.entry.display();
+        if self.initrd {
+            format!("{entry} (initrd)")
+        } else {
+            entry.to_string()
+        }
+    }
+}
+
+/// The result of examining one class.
+struct Examined {
+    reports: Vec<ImageReport>,
+    accepted: Vec<Extension>,
+}
+
+/// Read the target root's os-release, resolved inside it.
+pub fn host_release(root: &Path) -> Result<HostRelease> {
+    let root_fd = open_dir(root).with_context(|| format!("cannot open root {}", root.display()))?;
+    for rel in ["etc/os-release", "usr/lib/os-release"] {
+        if let Ok(fd) = open_in_root(&root_fd, Path::new(rel), OFlags::RDONLY) {
+            let text = std::io::read_to_string(std::fs::File::from(fd))
+                .with_context(|| format!("cannot read {}/{rel}", root.display()))?;
+            let env = EnvFile::parse(text).with_context(|| format!("{}/{rel}", root.display()))?;
+            return HostRelease::from_env(&env)
+                .with_context(|| format!("{}/{rel}", root.display()));
+        }
+    }
+    bail!("{} has no os-release", root.display())
+}
+
+fn search_roots(opts: &Options) -> Vec<SearchRoot> {
+    let mut roots = vec![SearchRoot {
+        path: opts.root.clone(),
+        origin: Origin::Target,
+    }];
+    if let Some(initrd) = &opts.initrd_root {
+        roots.push(SearchRoot {
+            path: initrd.clone(),
+            origin: Origin::Initrd,
+        });
+    }
+    roots
+}
+
+/// Discover, open and validate every image of `class`. Images are mounted
+/// in `workspace` when there is one; without it only directories can be
+/// judged.
+fn examine(
+    opts: &Options,
+    class: Class,
+    host: &HostRelease,
+    workspace: Option<&Workspace>,
+) -> Result<Examined> {
+    let findings = discover::discover(class, &search_roots(opts), &opts.host_arch)
+        .with_context(|| format!("cannot search for {} images", class.name()))?;
+    let mut reports = Vec::new();
+    let mut accepted = Vec::new();
+    for finding in findings {
+        let report = match finding {
+            Finding::Selected(c) => {
+                let verdict = match open_and_validate(class, &c, host, &opts.host_arch, workspace) {
+                    Ok(root) => {
+                        accepted.push(Extension {
+                            name: c.name.clone(),
+                            root,
+                        });
+                        Verdict::Accepted
+                    }
+                    Err(reason) => Verdict::Rejected(reason),
+                };
+                ImageReport::for_candidate(class, &c, verdict)
+            }
+            Finding::Masked(c) => ImageReport::for_candidate(class, &c, Verdict::Masked),
+            Finding::Shadowed { candidate, by } => {
+                ImageReport::for_candidate(class, &candidate, Verdict::Shadowed(by))
+            }
+            Finding::Ignored { entry, reason } => ImageReport {
+                class: class.name(),
+                name: None,
+                entry,
+                initrd: false,
+                path: None,
+                version: None,
+                verdict: Verdict::Ignored(reason),
+            },
+        };
+        reports.push(report);
+    }
+    Ok(Examined { reports, accepted })
+}
+
+/// Open one candidate and judge it; the error is the one-line reason.
+fn open_and_validate(
+    class: Class,
+    candidate: &Candidate,
+    host: &HostRelease,
+    host_arch: &str,
+    workspace: Option<&Workspace>,
+) -> Result<PathBuf, String> {
+    let mount_point = match workspace {
+        Some(ws) => ws
+            .path()
+            .join("images")
+            .join(class.name())
+            .join(&candidate.name),
+        None if candidate.kind == discover::SourceKind::Directory => PathBuf::new(),
+        None => return Err("not inspected (mounting images needs root)".into()),
+    };
+    let root =
+        image::open(candidate, &mount_point, class.mount_attrs()).map_err(|e| e.to_string())?;
+    let root_fd = open_dir(&root).map_err(|e| format!("cannot open image root: {e}"))?;
+    if open_in_root(
+        &root_fd,
+        Path::new(class.forbidden_os_release()),
+        OFlags::PATH,
+    )
+    .is_ok()
+    {
+        return Err(format!("carries its own /{}", class.forbidden_os_release()));
+    }
+    let release_path = release::find_release_file(&root, class, &candidate.name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "no {}/extension-release.{}",
+                class.release_dir(),
+                candidate.name
+            )
+        })?;
+    let text = std::fs::read(&release_path)
+        .map_err(|e| format!("cannot read {}: {e}", release_path.display()))?;
+    let env = EnvFile::parse(text).map_err(|e| format!("bad extension-release: {e}"))?;
+    release::validate(class, &env, host, "system", host_arch).map_err(|e| e.to_string())?;
+    Ok(root)
+}
+
+/// What `merge` did for one class.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassOutcome {
+    /// sysext or confext.
+    pub class: &'static str,
+    /// Names merged, ascending.
+    pub merged: Vec<String>,
+    /// Hierarchies overlaid, e.g. `/usr`.
+    pub hierarchies: Vec<String>,
+    /// Every entry and its verdict.
+    pub images: Vec<ImageReport>,
+}
+
+/// Merge every enabled class. Errors of one class (e.g. already merged)
+/// are returned after the other classes had their turn.
+pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>> {
+    let started = Instant::now();
+    let host = host_release(&opts.root)?;
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    for &class in &opts.classes {
+        match merge_class(opts, class, &host) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                log::error!("{}: {e:#}", class.name());
+                errors.push(format!("{}: {e:#}", class.name()));
+            }
+        }
+    }
+    let count = |name: &str| {
+        outcomes
+            .iter()
+            .find(|o| o.class == name)
+            .map_or(0, |o| o.merged.len())
+    };
+    log::info!(
+        "merged {} sysext, {} confext in {} ms",
+        count("sysext"),
+        count("confext"),
+        started.elapsed().as_millis()
+    );
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(outcomes)
+}
+
+fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<ClassOutcome> {
+    for h in class.hierarchies() {
+        if overlay::merged_state(class, &opts.root.join(h)).is_some() {
+            bail!("/{h} is already merged; run 'rdext unmerge' first");
+        }
+    }
+    let workspace = Workspace::create(&opts.run_dir).context("cannot set up the workspace")?;
+    let examined = examine(opts, class, host, Some(&workspace))?;
+    let mut failures = Vec::new();
+    for report in &examined.reports {
+        if let Verdict::Rejected(reason) = &report.verdict {
+            log::warn!(
+                "skipping {} {}: {reason}",
+                class.name(),
+                report.display_entry()
+            );
+            failures.push(report.display_entry());
+        }
+    }
+    if opts.strict && !failures.is_empty() {
+        bail!(
+            "strict mode: not merging because of {}",
+            failures.join(", ")
+        );
+    }
+    let mut names: Vec<String> = examined.accepted.iter().map(|e| e.name.clone()).collect();
+    overlay::sort_names(&mut names);
+    let mut outcome = ClassOutcome {
+        class: class.name(),
+        merged: Vec::new(),
+        hierarchies: Vec::new(),
+        images: examined.reports,
+    };
+    if names.is_empty() {
+        log::info!("no {} images to merge", class.name());
+        return Ok(outcome);
+    }
+    let plans =
+        overlay::plan(class, &opts.root, &examined.accepted).context("cannot plan the overlays")?;
+    // Build every overlay before attaching any, so a failure leaves the
+    // root untouched.
+    let mut built = Vec::new();
+    for plan in &plans {
+        let meta = workspace
+            .path()
+            .join("meta")
+            .join(class.name())
+            .join(plan.hierarchy);
+        let mount = overlay::build(class, plan, &meta, &names)
+            .with_context(|| format!("cannot build the overlay for /{}", plan.hierarchy))?;
+        built.push((plan, mount));
+    }
+    for (plan, mount) in &built {
+        overlay::attach_at(plan, mount)?;
+        outcome.hierarchies.push(format!("/{}", plan.hierarchy));
+    }
+    log::info!(
+        "merged {} {} into {}",
+        class.name(),
+        names.join(", "),
+        outcome.hierarchies.join(", ")
+    );
+    outcome.merged = names;
+    record(opts, &outcome)?;
+    Ok(outcome)
+}
+
+/// Write what was merged to `run_dir/rdext/CLASS.json`. In an initrd, also
+/// keep the booted system's systemd-sysext.service (which would merge again
+/// with its weaker default policy) from running while that record exists.
+fn record(opts: &Options, outcome: &ClassOutcome) -> Result<()> {
+    let dir = opts.run_dir.join("rdext");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}.json", outcome.class));
+    let json = serde_json::to_string_pretty(outcome)?;
+    std::fs::write(&path, json + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if opts.initrd_root.is_some() {
+        let class = if outcome.class == "sysext" {
+            Class::Sysext
+        } else {
+            Class::Confext
+        };
+        let dropin_dir = opts
+            .run_dir
+            .join("systemd/system")
+            .join(format!("{}.d", class.systemd_unit()));
+        std::fs::create_dir_all(&dropin_dir)
+            .with_context(|| format!("cannot create {}", dropin_dir.display()))?;
+        let dropin = format!(
+            "# rdext merged the {} images in the initrd; remove {} to hand over to systemd.\n\
+             [Unit]\nConditionPathExists=!/run/rdext/{}.json\n",
+            outcome.class,
+            Path::new("/run/rdext")
+                .join(path.file_name().unwrap_or_default())
+                .display(),
+            outcome.class
+        );
+        let path = dropin_dir.join("50-rdext.conf");
+        std::fs::write(&path, dropin)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Every entry of every class with its verdict, without merging. Images
+/// are mounted to be judged when the workspace can be made (root).
+pub fn list(opts: &Options) -> Result<Vec<ImageReport>> {
+    let host = host_release(&opts.root)?;
+    let workspace = Workspace::create(&opts.run_dir).ok();
+    let mut reports = Vec::new();
+    for &class in &opts.classes {
+        reports.extend(examine(opts, class, &host, workspace.as_ref())?.reports);
+    }
+    Ok(reports)
+}
+
+/// One row of `rdext status`, as systemd-sysext prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusRow {
+    /// e.g. `/usr`.
+    pub hierarchy: String,
+    /// Merged names, or the string "none".
+    pub extensions: serde_json::Value,
+    /// When it was merged (µs since the epoch), if it is.
+    pub since: Option<u64>,
+}
+
+/// The merge state of every hierarchy of `classes` under `root`.
+pub fn status(root: &Path, classes: &[Class]) -> Vec<StatusRow> {
+    let mut rows = Vec::new();
+    for &class in classes {
+        for h in class.hierarchies() {
+            let state = overlay::merged_state(class, &root.join(h));
+            rows.push(StatusRow {
+                hierarchy: format!("/{h}"),
+                extensions: match &state {
+                    Some(s) => serde_json::json!(s.extensions),
+                    None => serde_json::json!("none"),
+                },
+                since: state.map(|s| s.since_usec),
+            });
+        }
+    }
+    rows
+}
+
+/// Undo every merge under `root`, and forget the record.
+pub fn unmerge(root: &Path, classes: &[Class], run_dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for &class in classes {
+        for h in class.hierarchies() {
+            let n = overlay::unmerge(class, &root.join(h))?;
+            if n > 0 {
+                log::info!("unmerged {} from /{h}", class.name());
+            }
+            removed += n;
+        }
+        let _ = std::fs::remove_file(run_dir.join("rdext").join(format!("{}.json", class.name())));
+    }
+    Ok(removed)
+}

@@ -1,0 +1,160 @@
+//! Fixtures for the privileged tests: a scratch root with an os-release,
+//! extension trees, images made by the real mksquashfs and mkfs.erofs, and a
+//! runner that executes a shell script as root in a private mount namespace.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const RDEXT: &str = env!("CARGO_BIN_EXE_rdext");
+
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a namespace run printed.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "these tests need root: they use unshare -m, loop devices and mounts"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("rdext-test.")
+            .tempdir()
+            .unwrap();
+        let s = Scratch { dir };
+        s.write(
+            "root/etc/os-release",
+            "ID=debian\nVERSION_ID=12\nSYSEXT_LEVEL=1.0\n",
+        );
+        s.write("root/usr/bin/base-tool", "base\n");
+        s.write("root/etc/base.conf", "base\n");
+        fs::create_dir_all(s.path("run")).unwrap();
+        s
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.path("root")
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    /// An extension tree in `src/NAME` with a release file and files.
+    pub fn tree(&self, name: &str, release: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path(&format!("src/{name}"));
+        for (rel, content) in files {
+            let p = dir.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, content).unwrap();
+        }
+        if !release.is_empty() {
+            let confext = files.iter().all(|(rel, _)| rel.starts_with("etc/"));
+            let rel = if confext {
+                format!("etc/extension-release.d/extension-release.{name}")
+            } else {
+                format!("usr/lib/extension-release.d/extension-release.{name}")
+            };
+            let p = dir.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, release).unwrap();
+        }
+        dir
+    }
+
+    pub fn squashfs(&self, tree: &Path, dest: &str) {
+        let out = self.path(dest);
+        fs::create_dir_all(out.parent().unwrap()).unwrap();
+        run_tool(Command::new("mksquashfs").arg(tree).arg(&out).args([
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+        ]));
+    }
+
+    pub fn erofs(&self, tree: &Path, dest: &str) {
+        let out = self.path(dest);
+        fs::create_dir_all(out.parent().unwrap()).unwrap();
+        run_tool(
+            Command::new("mkfs.erofs")
+                .arg("--quiet")
+                .arg(&out)
+                .arg(tree),
+        );
+    }
+
+    pub fn copy_dir(&self, tree: &Path, dest: &str) {
+        let out = self.path(dest);
+        fs::create_dir_all(out.parent().unwrap()).unwrap();
+        run_tool(Command::new("cp").arg("-a").arg(tree).arg(&out));
+    }
+
+    pub fn chmod(&self, rel: &str, mode: u32) {
+        fs::set_permissions(self.path(rel), fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Run `script` with bash as root in a private mount namespace, in the
+    /// scratch directory, with $RDEXT, $ROOT and $RUN set.
+    pub fn in_namespace(&self, script: &str) -> Run {
+        let out = Command::new("unshare")
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "bash",
+                "-euo",
+                "pipefail",
+                "-c",
+                script,
+            ])
+            .current_dir(self.dir.path())
+            .env("RDEXT", RDEXT)
+            .env("ROOT", self.root())
+            .env("RUN", self.path("run"))
+            .output()
+            .expect("run unshare");
+        let run = Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!("--- stdout\n{}--- stderr\n{}---", run.stdout, run.stderr);
+        run
+    }
+}
+
+fn run_tool(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The release file content for an extension that fits the scratch root.
+pub const FITS: &str = "ID=debian\nVERSION_ID=12\n";
+
+/// Lines of `text` that start with `prefix`, without it.
+pub fn marked<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .collect()
+}

@@ -1,0 +1,450 @@
+//! The built binary, as root, in a private mount namespace, on a scratch
+//! root with real squashfs and erofs images.
+
+mod common;
+
+use common::{marked, Scratch, FITS};
+
+/// A scratch root with a squashfs sysext (usr + opt), an erofs sysext and
+/// an erofs confext, all fitting the root.
+fn demo() -> Scratch {
+    let s = Scratch::new();
+    let a = s.tree(
+        "alpha",
+        FITS,
+        &[
+            ("usr/bin/alpha", "alpha\n"),
+            ("usr/share/who", "alpha\n"),
+            ("opt/alpha/readme", "alpha opt\n"),
+        ],
+    );
+    s.squashfs(&a, "root/var/lib/extensions/alpha.raw");
+    let b = s.tree(
+        "beta",
+        "ID=_any\n",
+        &[("usr/bin/beta", "beta\n"), ("usr/share/who", "beta\n")],
+    );
+    s.erofs(&b, "root/var/lib/extensions/beta.sysext.raw");
+    let c = s.tree("gamma", FITS, &[("etc/gamma.conf", "gamma\n")]);
+    s.erofs(&c, "root/var/lib/confexts/gamma.raw");
+    s
+}
+
+#[test]
+fn merges_squashfs_erofs_and_confext_with_systemd_metadata() {
+    let s = demo();
+    s.chmod("root/usr", 0o751);
+    let run = s.in_namespace(
+        r#"
+        $RDEXT merge --root $ROOT --run-dir $RUN
+        echo "usr-files: $(ls $ROOT/usr/bin | tr '\n' ' ')"
+        echo "opt: $(cat $ROOT/opt/alpha/readme)"
+        echo "etc: $(cat $ROOT/etc/gamma.conf) $(cat $ROOT/etc/base.conf)"
+        echo "who: $(cat $ROOT/usr/share/who)"
+        echo "usr-list: $(cat $ROOT/usr/.systemd-sysext/extensions | tr '\n' ' ')"
+        echo "etc-list: $(cat $ROOT/etc/.systemd-confext/confexts | tr '\n' ' ')"
+        echo "usr-dev: $(cat $ROOT/usr/.systemd-sysext/dev) $(stat -c '%Hd:%Ld' $ROOT/usr)"
+        echo "etc-dev: $(cat $ROOT/etc/.systemd-confext/dev) $(stat -c '%Hd:%Ld' $ROOT/etc)"
+        echo "mode: $(stat -c %a $ROOT/usr)"
+        echo "list-bytes: $(od -An -c $ROOT/usr/.systemd-sysext/extensions | tr -s ' ')"
+        awk -v r="$ROOT" '$5 == r"/usr" || $5 == r"/opt" || $5 == r"/etc" { print "mount:", $5, $6, $(NF-2), $(NF-1) }' /proc/self/mountinfo
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    let root = s.root();
+    let r = root.display();
+    assert_eq!(
+        marked(&run.stdout, "usr-files: "),
+        ["alpha base-tool beta "]
+    );
+    assert_eq!(marked(&run.stdout, "opt: "), ["alpha opt"]);
+    assert_eq!(marked(&run.stdout, "etc: "), ["gamma base"]);
+    // beta sorts after alpha, so its layer is higher and its file wins.
+    assert_eq!(marked(&run.stdout, "who: "), ["beta"]);
+    assert_eq!(marked(&run.stdout, "usr-list: "), ["alpha beta "]);
+    assert_eq!(
+        marked(&run.stdout, "list-bytes: "),
+        [" a l p h a \\n b e t a \\n"]
+    );
+    assert_eq!(marked(&run.stdout, "etc-list: "), ["gamma "]);
+    for key in ["usr-dev: ", "etc-dev: "] {
+        let line = marked(&run.stdout, key)[0];
+        let (meta, actual) = line.split_once(' ').unwrap();
+        assert_eq!(meta, actual, "{key}");
+    }
+    assert_eq!(marked(&run.stdout, "mode: "), ["751"]);
+    let mounts = marked(&run.stdout, "mount: ");
+    assert!(
+        mounts.contains(&format!("{r}/usr ro,nodev,relatime overlay sysext").as_str()),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts.contains(&format!("{r}/opt ro,nodev,relatime overlay sysext").as_str()),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts
+            .contains(&format!("{r}/etc ro,nosuid,nodev,noexec,relatime overlay confext").as_str()),
+        "{mounts:?}"
+    );
+    // The workspace is gone from the tree and from the mount table.
+    assert!(std::fs::read_dir(s.path("run")).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("rdext.")));
+    assert!(!run.stdout.contains("rdext."));
+}
+
+/// Every hierarchy lists all merged names, as systemd writes them.
+#[test]
+fn status_json_and_unmerge_restore_the_original_tree() {
+    let s = demo();
+    let run = s.in_namespace(
+        r#"
+        snapshot() { (cd $ROOT && find . \( -type f -printf '%p %m %s\n' \) -o -printf '%p %m %y\n' | sort); }
+        before=$(snapshot); mounts_before=$(wc -l < /proc/self/mountinfo)
+        $RDEXT merge --root $ROOT --run-dir $RUN
+        echo "json: $($RDEXT status --json --root $ROOT | jq -c '[.[] | {hierarchy, extensions}]')"
+        echo "since: $($RDEXT status --json --root $ROOT | jq '.[0].since > 0')"
+        echo "record: $(jq -c .merged $RUN/rdext/sysext.json)"
+        $RDEXT unmerge --root $ROOT --run-dir $RUN
+        echo "json-after: $($RDEXT status --json --root $ROOT | jq -c '[.[] | .extensions]')"
+        diff <(echo "$before") <(snapshot) | grep '^[<>]' | sed 's/^/tree-diff: /' || true
+        [ "$mounts_before" = "$(wc -l < /proc/self/mountinfo)" ] && echo "mounts: same"
+        [ -e $RUN/rdext/sysext.json ] || echo "record: gone"
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(
+        marked(&run.stdout, "json: "),
+        [
+            r#"[{"hierarchy":"/usr","extensions":["alpha","beta"]},{"hierarchy":"/opt","extensions":["alpha","beta"]},{"hierarchy":"/etc","extensions":["gamma"]}]"#
+        ]
+    );
+    assert_eq!(marked(&run.stdout, "since: "), ["true"]);
+    assert_eq!(
+        marked(&run.stdout, "record: "),
+        [r#"["alpha","beta"]"#, "gone"]
+    );
+    assert_eq!(
+        marked(&run.stdout, "json-after: "),
+        [r#"["none","none","none"]"#]
+    );
+    // The only trace: the /opt mount point made for the overlay, which
+    // systemd-sysext leaves behind too.
+    assert_eq!(marked(&run.stdout, "tree-diff: "), ["> ./opt 755 d"]);
+    assert_eq!(marked(&run.stdout, "mounts: "), ["same"]);
+}
+
+#[test]
+fn bad_images_are_skipped_with_their_reason_and_the_rest_merge() {
+    let s = Scratch::new();
+    let good = s.tree("good", FITS, &[("usr/bin/good", "good\n")]);
+    s.squashfs(&good, "root/var/lib/extensions/good.raw");
+    s.write("root/var/lib/extensions/garbage.raw", &"x".repeat(9000));
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        (
+            "otheros",
+            "ID=fedora\nVERSION_ID=40\n",
+            &[("usr/bin/otheros", "x")],
+        ),
+        (
+            "oldversion",
+            "ID=debian\nVERSION_ID=11\n",
+            &[("usr/bin/oldversion", "x")],
+        ),
+        (
+            "initrdonly",
+            "ID=debian\nVERSION_ID=12\nSYSEXT_SCOPE=initrd\n",
+            &[("usr/bin/initrdonly", "x")],
+        ),
+        (
+            "wronglevel",
+            "ID=debian\nSYSEXT_LEVEL=2.0\n",
+            &[("usr/bin/wronglevel", "x")],
+        ),
+        (
+            "otherarch",
+            "ID=_any\nARCHITECTURE=s390x\n",
+            &[("usr/bin/otherarch", "x")],
+        ),
+        (
+            "ownos",
+            FITS,
+            &[("usr/bin/ownos", "x"), ("usr/lib/os-release", "ID=evil\n")],
+        ),
+        ("norelease", "", &[("usr/bin/norelease", "x")]),
+    ];
+    for (name, release, files) in cases {
+        let tree = s.tree(name, release, files);
+        s.erofs(&tree, &format!("root/var/lib/extensions/{name}.raw"));
+    }
+    // A release file named for another extension.
+    let renamed = s.tree("renamed", FITS, &[("usr/bin/renamed", "x")]);
+    std::fs::rename(
+        renamed.join("usr/lib/extension-release.d/extension-release.renamed"),
+        renamed.join("usr/lib/extension-release.d/extension-release.other"),
+    )
+    .unwrap();
+    s.squashfs(&renamed, "root/var/lib/extensions/renamed.raw");
+
+    let run = s.in_namespace(
+        r#"
+        $RDEXT merge --root $ROOT --run-dir $RUN
+        echo "files: $(ls $ROOT/usr/bin | tr '\n' ' ')"
+        echo "list: $(cat $ROOT/usr/.systemd-sysext/extensions | tr '\n' ' ')"
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(marked(&run.stdout, "files: "), ["base-tool good "]);
+    assert_eq!(marked(&run.stdout, "list: "), ["good "]);
+    let skipped = marked(
+        &run.stderr,
+        "rdext: warning: skipping sysext /var/lib/extensions/",
+    );
+    let expect = [
+        "garbage.raw: not a squashfs, erofs or ext4 image",
+        "initrdonly.raw: SYSEXT_SCOPE=initrd does not include 'system'",
+        "norelease.raw: no usr/lib/extension-release.d/extension-release.norelease",
+        "oldversion.raw: VERSION_ID=11 does not match host VERSION_ID=12",
+        "otherarch.raw: ARCHITECTURE=s390x does not match host x86-64",
+        "otheros.raw: ID=fedora does not match host ID=debian",
+        "ownos.raw: carries its own /usr/lib/os-release",
+        "renamed.raw: no usr/lib/extension-release.d/extension-release.renamed",
+        "wronglevel.raw: SYSEXT_LEVEL=2.0 does not match host SYSEXT_LEVEL=1.0",
+    ];
+    assert_eq!(skipped, expect, "{}", run.stderr);
+}
+
+#[test]
+fn strict_merges_nothing_when_one_image_is_bad() {
+    let s = demo();
+    s.write("root/var/lib/extensions/garbage.raw", "not an image");
+    let run = s.in_namespace(
+        r#"
+        snapshot() { (cd $ROOT && find . -printf '%p %m %s\n' | sort | md5sum); }
+        before=$(snapshot); mounts_before=$(wc -l < /proc/self/mountinfo)
+        if $RDEXT merge --strict --root $ROOT --run-dir $RUN; then echo "exit: 0"; else echo "exit: failed"; fi
+        [ "$before" = "$(snapshot)" ] && echo "tree: same"
+        [ "$mounts_before" = "$(wc -l < /proc/self/mountinfo)" ] && echo "mounts: same"
+        "#,
+    );
+    assert_eq!(marked(&run.stdout, "exit: "), ["failed"]);
+    assert!(
+        run.stderr
+            .contains("strict mode: not merging because of /var/lib/extensions/garbage.raw"),
+        "{}",
+        run.stderr
+    );
+    // Confext has no bad image; strict is per merge of a class.
+    assert_eq!(marked(&run.stdout, "tree: ").len(), 0);
+    let run = s.in_namespace(
+        r#"
+        snapshot() { (cd $ROOT && find . -printf '%p %m %s\n' | sort | md5sum); }
+        before=$(snapshot); mounts_before=$(wc -l < /proc/self/mountinfo)
+        $RDEXT merge --strict --root $ROOT --run-dir $RUN --cmdline <(echo systemd.confext=0) || true
+        [ "$before" = "$(snapshot)" ] && echo "tree: same"
+        [ "$mounts_before" = "$(wc -l < /proc/self/mountinfo)" ] && echo "mounts: same"
+        "#,
+    );
+    assert_eq!(marked(&run.stdout, "tree: "), ["same"]);
+    assert_eq!(marked(&run.stdout, "mounts: "), ["same"]);
+}
+
+#[test]
+fn nothing_accepted_means_nothing_mounted_and_nothing_changed() {
+    let s = Scratch::new();
+    let other = s.tree("other", "ID=fedora\n", &[("usr/bin/other", "x")]);
+    s.squashfs(&other, "root/var/lib/extensions/other.raw");
+    let run = s.in_namespace(
+        r#"
+        snapshot() { (cd $ROOT && find . -printf '%p %m %s %T@\n' | sort | md5sum); }
+        before=$(snapshot); mounts_before=$(wc -l < /proc/self/mountinfo)
+        $RDEXT merge --root $ROOT --run-dir $RUN
+        [ "$before" = "$(snapshot)" ] && echo "tree: same"
+        [ "$mounts_before" = "$(wc -l < /proc/self/mountinfo)" ] && echo "mounts: same"
+        [ -e $RUN/rdext ] || echo "record: none"
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(marked(&run.stdout, "tree: "), ["same"]);
+    assert_eq!(marked(&run.stdout, "mounts: "), ["same"]);
+    assert_eq!(marked(&run.stdout, "record: "), ["none"]);
+}
+
+#[test]
+fn masking_versions_symlinks_and_precedence() {
+    let s = Scratch::new();
+    // An empty directory in /etc/extensions masks the image of that name.
+    let masked = s.tree("masked", FITS, &[("usr/bin/masked", "x")]);
+    s.squashfs(&masked, "root/var/lib/extensions/masked.raw");
+    std::fs::create_dir_all(s.path("root/etc/extensions/masked")).unwrap();
+    // A version directory: the newest usable version wins.
+    for v in ["1.9", "1.10", "1.10~rc1"] {
+        let t = s.tree(
+            &format!("tool-{v}"),
+            "",
+            &[("usr/bin/tool", &format!("{v}\n"))],
+        );
+        s.write(
+            &format!("src/tool-{v}/usr/lib/extension-release.d/extension-release.tool"),
+            FITS,
+        );
+        s.erofs(
+            &t,
+            &format!("root/var/lib/extensions/tool.raw.v/tool_{v}.raw"),
+        );
+    }
+    // The same name in two directories: /etc/extensions wins over /var/lib.
+    let low = s.tree("dup-low", "", &[("usr/bin/dup", "var\n")]);
+    s.write(
+        "src/dup-low/usr/lib/extension-release.d/extension-release.dup",
+        FITS,
+    );
+    s.squashfs(&low, "root/var/lib/extensions/dup.raw");
+    let high = s.tree("dup-high", "", &[("usr/bin/dup", "etc\n")]);
+    s.write(
+        "src/dup-high/usr/lib/extension-release.d/extension-release.dup",
+        FITS,
+    );
+    s.squashfs(&high, "root/var/lib/store/dup-high.raw");
+    // Absolute symlink, resolved inside the root.
+    std::os::unix::fs::symlink(
+        "/var/lib/store/dup-high.raw",
+        s.path("root/etc/extensions/dup.raw"),
+    )
+    .unwrap();
+    // A directory extension.
+    let dir = s.tree("plain", FITS, &[("usr/bin/plain", "x")]);
+    s.copy_dir(&dir, "root/var/lib/extensions/plain");
+
+    let run = s.in_namespace(
+        r#"
+        $RDEXT list --root $ROOT --run-dir $RUN
+        $RDEXT merge --root $ROOT --run-dir $RUN
+        echo "files: $(ls $ROOT/usr/bin | tr '\n' ' ')"
+        echo "tool: $(cat $ROOT/usr/bin/tool)"
+        echo "dup: $(cat $ROOT/usr/bin/dup)"
+        echo "list: $(cat $ROOT/usr/.systemd-sysext/extensions | tr '\n' ' ')"
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(
+        marked(&run.stdout, "files: "),
+        ["base-tool dup plain tool "]
+    );
+    assert_eq!(marked(&run.stdout, "tool: "), ["1.10"]);
+    assert_eq!(marked(&run.stdout, "dup: "), ["etc"]);
+    assert_eq!(marked(&run.stdout, "list: "), ["dup plain tool "]);
+    let listing: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("sysext "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row = |name: &str| {
+        listing
+            .iter()
+            .find(|r| r[1] == name && r[2] != "shadowed")
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        run.stdout
+            .contains("masked    /etc/extensions/masked: empty directory"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(row("dup")[2..4], ["accepted", "/etc/extensions/dup.raw"]);
+    assert_eq!(
+        row("tool")[2..4],
+        ["accepted", "/var/lib/extensions/tool.raw.v"]
+    );
+    assert!(run
+        .stdout
+        .contains("shadowed  /var/lib/extensions/masked.raw: by /etc/extensions/masked"));
+    assert!(run
+        .stdout
+        .contains("shadowed  /var/lib/extensions/dup.raw: by /etc/extensions/dup.raw"));
+}
+
+#[test]
+fn kernel_command_line_switches() {
+    let s = demo();
+    let run = s.in_namespace(
+        r#"
+        $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo 'quiet rdext=1 rdext=0')
+        echo "off: $($RDEXT status --json --root $ROOT | jq -c '[.[].extensions]')"
+        $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo 'rdext=0 rdext systemd.sysext=0')
+        echo "confext-only: $($RDEXT status --json --root $ROOT | jq -c '[.[].extensions]')"
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(marked(&run.stdout, "off: "), [r#"["none","none","none"]"#]);
+    assert_eq!(
+        marked(&run.stdout, "confext-only: "),
+        [r#"["none","none",["gamma"]]"#]
+    );
+    assert!(run
+        .stderr
+        .contains("rdext: disabled by rdext=0 on the kernel command line"));
+    assert!(run
+        .stderr
+        .contains("rdext: sysext disabled by systemd.sysext=0"));
+}
+
+#[test]
+fn initrd_images_count_and_systemd_is_told_to_keep_off() {
+    let s = Scratch::new();
+    let t = s.tree("fromstub", FITS, &[("usr/bin/fromstub", "x")]);
+    s.squashfs(&t, "initrd/.extra/sysext/fromstub.raw");
+    let run = s.in_namespace(
+        r#"
+        $RDEXT merge --root $ROOT --initrd-root $PWD/initrd --run-dir $RUN
+        echo "files: $(ls $ROOT/usr/bin | tr '\n' ' ')"
+        cat $RUN/systemd/system/systemd-sysext.service.d/50-rdext.conf
+        [ -e $RUN/systemd/system/systemd-confext.service.d ] || echo "confext-dropin: none"
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(marked(&run.stdout, "files: "), ["base-tool fromstub "]);
+    assert!(
+        run.stdout
+            .contains("[Unit]\nConditionPathExists=!/run/rdext/sysext.json\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(marked(&run.stdout, "confext-dropin: "), ["none"]);
+}
+
+/// systemd 252 (this host) recognises the merge as its own. Its `status
+/// --root` reads the list file without the root prefix (a v252 bug), so the
+/// merge goes onto this namespace's own /usr, with the image taken from a
+/// scratch initrd directory and a release file fitting any host.
+#[test]
+fn host_systemd_sysext_sees_the_merge_as_its_own() {
+    let s = Scratch::new();
+    let t = s.tree(
+        "rdexttest",
+        "ID=_any\n",
+        &[("usr/share/rdext-test/hello", "hi\n")],
+    );
+    s.squashfs(&t, "initrd/run/extensions/rdexttest.raw");
+    let run = s.in_namespace(
+        r#"
+        $RDEXT merge --root / --initrd-root $PWD/initrd --run-dir $RUN --cmdline /dev/null --debug
+        echo "hello: $(cat /usr/share/rdext-test/hello)"
+        systemd-sysext status --json=short | jq -c '.[] | select(.hierarchy == "/usr") | .extensions' | sed 's/^/systemd: /'
+        systemd-sysext unmerge
+        echo "after: $(systemd-sysext status --json=short | jq -c '.[] | select(.hierarchy == "/usr") | .extensions')"
+        [ -e /usr/share/rdext-test ] || echo "gone: yes"
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(marked(&run.stdout, "hello: "), ["hi"]);
+    assert_eq!(marked(&run.stdout, "systemd: "), [r#"["rdexttest"]"#]);
+    assert_eq!(marked(&run.stdout, "after: "), [r#""none""#]);
+    assert_eq!(marked(&run.stdout, "gone: "), ["yes"]);
+}
