@@ -12,6 +12,7 @@ pub mod discover;
 pub mod image;
 pub mod logger;
 pub mod merge;
+pub mod modules;
 pub mod overlay;
 pub mod release;
 pub mod sys;

@@ -1,0 +1,605 @@
+//! Kernel modules, two concerns:
+//!
+//! * rdext loads the modules it needs itself (loop, overlay, squashfs,
+//!   erofs) with `finit_module` before touching images: left to on-demand
+//!   autoload, a cold initrd spends seconds in `modprobe` round trips.
+//!   libkmod cannot be linked statically, so this reads `modules.dep`
+//!   directly.
+//! * Extensions that ship modules also ship depmod output, and in an
+//!   overlay the top extension's `modules.dep*` would hide everyone else's
+//!   (Flatcar#1576). rdext merges the metadata of every layer (top layer
+//!   first wins per module) and writes text and kmod index (`.bin`) files
+//!   into the metadata layer above all extensions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Normalise a module name as the kernel does: `-` and `_` are the same.
+pub fn normalize(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// libkmod's alias normalisation: `-` becomes `_` except inside a `[...]`
+/// character class of a pattern.
+fn normalize_alias(alias: &str) -> String {
+    let mut in_class = false;
+    alias
+        .chars()
+        .map(|c| match c {
+            '[' => {
+                in_class = true;
+                c
+            }
+            ']' => {
+                in_class = false;
+                c
+            }
+            '-' if !in_class => '_',
+            _ => c,
+        })
+        .collect()
+}
+
+/// The module name of a `modules.dep` path: `kernel/fs/erofs/erofs.ko.xz`
+/// → `erofs`.
+fn name_of(path: &str) -> Option<String> {
+    let file = path.rsplit('/').next()?;
+    let stem = file.split_once(".ko").map(|(stem, _)| stem)?;
+    Some(normalize(stem))
+}
+
+/// One `modules.dep` line: the module's path and its dependencies' paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct DepEntry {
+    path: String,
+    deps: Vec<String>,
+}
+
+fn parse_dep(text: &str) -> Vec<(String, DepEntry)> {
+    text.lines()
+        .filter_map(|line| {
+            let (path, deps) = line.split_once(':')?;
+            let path = path.trim().to_string();
+            let name = name_of(&path)?;
+            let deps = deps.split_whitespace().map(str::to_string).collect();
+            Some((name, DepEntry { path, deps }))
+        })
+        .collect()
+}
+
+/// Load `names` (and their dependencies) from `modules_dir` (the running
+/// kernel's `/lib/modules/$(uname -r)`). Missing modules are not an error:
+/// they may be built in, or the kernel may autoload them later.
+pub fn preload(modules_dir: &Path, names: &[&str]) {
+    let Ok(text) = fs::read_to_string(modules_dir.join("modules.dep")) else {
+        log::debug!(
+            "no {}/modules.dep; relying on the kernel for modules",
+            modules_dir.display()
+        );
+        return;
+    };
+    let index: BTreeMap<String, DepEntry> = parse_dep(&text).into_iter().collect();
+    let compression = Path::new("/sys/module/compression").exists();
+    let mut done = HashSet::new();
+    for name in names {
+        let Some(entry) = index.get(&normalize(name)) else {
+            log::debug!("module {name} is not in modules.dep (built in?)");
+            continue;
+        };
+        // modules.dep lists every dependency, the deepest last.
+        for path in entry.deps.iter().rev().chain(std::iter::once(&entry.path)) {
+            let Some(module) = name_of(path) else {
+                continue;
+            };
+            if !done.insert(module.clone()) || Path::new("/sys/module").join(&module).exists() {
+                continue;
+            }
+            match load(&modules_dir.join(path), compression) {
+                Ok(()) => log::debug!("loaded module {module}"),
+                Err(e) => log::debug!("cannot load module {module}: {e}"),
+            }
+        }
+    }
+}
+
+fn load(path: &Path, kernel_decompresses: bool) -> io::Result<()> {
+    const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
+    let compressed = [".xz", ".zst", ".gz"]
+        .iter()
+        .any(|s| path.to_string_lossy().ends_with(s));
+    if compressed && !kernel_decompresses {
+        return Err(io::Error::other(
+            "compressed module and the kernel cannot decompress it",
+        ));
+    }
+    let file = fs::File::open(path)?;
+    let flags = if compressed {
+        MODULE_INIT_COMPRESSED_FILE
+    } else {
+        0
+    };
+    match rustix::system::finit_module(&file, c"", flags) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Files to place in the `/usr` metadata layer, relative to it.
+pub type LayerFiles = Vec<(PathBuf, Vec<u8>)>;
+
+/// Merge the module metadata of the `/usr` layers (top first, base last)
+/// for every kernel version an extension ships `modules.dep` for. Empty
+/// when no extension carries module metadata.
+pub fn merged_metadata(ext_layers: &[PathBuf], base: Option<&Path>) -> io::Result<LayerFiles> {
+    let mut versions = Vec::new();
+    for layer in ext_layers {
+        let Ok(entries) = fs::read_dir(layer.join("lib/modules")) else {
+            continue;
+        };
+        for entry in entries {
+            let kver = entry?.file_name().to_string_lossy().into_owned();
+            if layer
+                .join("lib/modules")
+                .join(&kver)
+                .join("modules.dep")
+                .is_file()
+                && !versions.contains(&kver)
+            {
+                versions.push(kver);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for kver in versions {
+        let rel = Path::new("lib/modules").join(&kver);
+        let dirs: Vec<PathBuf> = ext_layers
+            .iter()
+            .map(|l| l.join(&rel))
+            .chain(base.map(|b| b.join(&rel)))
+            .collect();
+        for (name, content) in merge_version(&dirs)? {
+            files.push((rel.join(name), content));
+        }
+    }
+    Ok(files)
+}
+
+/// Read one metadata file from each layer that has it, top first.
+fn read_all(dirs: &[PathBuf], name: &str) -> io::Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for dir in dirs {
+        match fs::read_to_string(dir.join(name)) {
+            Ok(text) => texts.push(text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(texts)
+}
+
+/// Lines of all layers, first occurrence kept, top layer first.
+fn union_lines(texts: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter(|l| seen.insert(l.to_string()))
+        .map(str::to_string)
+        .collect()
+}
+
+fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
+    let mut out = Vec::new();
+
+    let mut modules: Vec<(String, DepEntry)> = Vec::new();
+    let mut seen = HashSet::new();
+    for text in read_all(dirs, "modules.dep")? {
+        for (name, entry) in parse_dep(&text) {
+            if seen.insert(name.clone()) {
+                modules.push((name, entry));
+            }
+        }
+    }
+    let dep_line = |e: &DepEntry| {
+        let mut line = format!("{}:", e.path);
+        for d in &e.deps {
+            line.push(' ');
+            line.push_str(d);
+        }
+        line
+    };
+    let dep_text: String = modules.iter().map(|(_, e)| dep_line(e) + "\n").collect();
+    let mut dep_index = Index::default();
+    for (priority, (name, entry)) in modules.iter().enumerate() {
+        dep_index.insert(name, &dep_line(entry), priority as u32);
+    }
+    out.push(("modules.dep", dep_text.into_bytes()));
+    out.push(("modules.dep.bin", dep_index.to_bytes()));
+
+    // "alias PATTERN MODULE" lines; the symbols file has the same shape.
+    // libkmod looks aliases up with '-' folded to '_', as depmod stores them.
+    for (text_name, bin_name, fold) in [
+        ("modules.alias", "modules.alias.bin", true),
+        ("modules.symbols", "modules.symbols.bin", false),
+    ] {
+        let lines = union_lines(&read_all(dirs, text_name)?);
+        let mut index = Index::default();
+        for (priority, line) in lines.iter().enumerate() {
+            let mut words = line.split_whitespace();
+            if let (Some("alias"), Some(pattern), Some(module)) =
+                (words.next(), words.next(), words.next())
+            {
+                let key = if fold {
+                    normalize_alias(pattern)
+                } else {
+                    pattern.to_string()
+                };
+                index.insert(&key, module, priority as u32);
+            }
+        }
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        out.push((text_name, text.into_bytes()));
+        out.push((bin_name, index.to_bytes()));
+    }
+    for name in ["modules.softdep", "modules.devname"] {
+        let lines = union_lines(&read_all(dirs, name)?);
+        if !lines.is_empty() {
+            out.push((
+                name,
+                lines
+                    .iter()
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+                    .into_bytes(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A kmod index file (`modules.*.bin`): a byte trie of keys, each leaf
+/// holding prioritised string values. libkmod only reads these, never the
+/// text files, so merged metadata must include them.
+#[derive(Default, Debug)]
+struct Index {
+    root: Node,
+}
+
+#[derive(Default, Debug)]
+struct Node {
+    children: BTreeMap<u8, Node>,
+    values: Vec<(u32, String)>,
+}
+
+const INDEX_MAGIC: u32 = 0xB007_F457;
+const INDEX_VERSION: u32 = 0x0002_0001;
+const NODE_PREFIX: u32 = 0x8000_0000;
+const NODE_VALUES: u32 = 0x4000_0000;
+const NODE_CHILDS: u32 = 0x2000_0000;
+
+impl Index {
+    fn insert(&mut self, key: &str, value: &str, priority: u32) {
+        let mut node = &mut self.root;
+        for &b in key.as_bytes() {
+            node = node.children.entry(b).or_default();
+        }
+        if !node.values.iter().any(|(_, v)| v == value) {
+            node.values.push((priority, value.to_string()));
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&INDEX_MAGIC.to_be_bytes());
+        out.extend_from_slice(&INDEX_VERSION.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        let root = write_node(&self.root, &[], &mut out);
+        out[8..12].copy_from_slice(&root.to_be_bytes());
+        out
+    }
+}
+
+/// Write `node` (reached after `prefix` beyond its parent's edge byte),
+/// children first, and return its tagged offset. Chains of single-child,
+/// value-less nodes are folded into the prefix string, as depmod does.
+fn write_node(node: &Node, prefix: &[u8], out: &mut Vec<u8>) -> u32 {
+    if node.values.is_empty() && node.children.len() == 1 {
+        let (&byte, child) = node.children.iter().next().expect("one child");
+        let mut longer = prefix.to_vec();
+        longer.push(byte);
+        return write_node(child, &longer, out);
+    }
+    let children: Vec<(u8, u32)> = node
+        .children
+        .iter()
+        .map(|(&b, child)| (b, write_node(child, &[], out)))
+        .collect();
+    let offset = out.len() as u32;
+    let mut tag = 0;
+    if !prefix.is_empty() {
+        tag |= NODE_PREFIX;
+        out.extend_from_slice(prefix);
+        out.push(0);
+    }
+    if let (Some(&(first, _)), Some(&(last, _))) = (children.first(), children.last()) {
+        tag |= NODE_CHILDS;
+        out.push(first);
+        out.push(last);
+        for b in first..=last {
+            let child = children
+                .iter()
+                .find(|(c, _)| *c == b)
+                .map_or(0, |(_, off)| *off);
+            out.extend_from_slice(&child.to_be_bytes());
+        }
+    }
+    if !node.values.is_empty() {
+        tag |= NODE_VALUES;
+        let mut values = node.values.clone();
+        values.sort();
+        out.extend_from_slice(&(values.len() as u32).to_be_bytes());
+        for (priority, value) in values {
+            out.extend_from_slice(&priority.to_be_bytes());
+            out.extend_from_slice(value.as_bytes());
+            out.push(0);
+        }
+    }
+    offset | tag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader for the index format, independent of the writer, following
+    /// libkmod's exact-match lookup.
+    fn lookup(bytes: &[u8], key: &str) -> Vec<(u32, String)> {
+        let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        assert_eq!(be(0), INDEX_MAGIC);
+        assert_eq!(be(4), INDEX_VERSION);
+        let mut tagged = be(8);
+        let key = key.as_bytes();
+        let mut i = 0;
+        loop {
+            let mut at = (tagged & 0x0FFF_FFFF) as usize;
+            if tagged & NODE_PREFIX != 0 {
+                let end = at + bytes[at..].iter().position(|&b| b == 0).unwrap();
+                let prefix = &bytes[at..end];
+                if !key[i..].starts_with(prefix) {
+                    return vec![];
+                }
+                i += prefix.len();
+                at = end + 1;
+            }
+            let mut child = 0;
+            if tagged & NODE_CHILDS != 0 {
+                let (first, last) = (bytes[at], bytes[at + 1]);
+                at += 2;
+                if i < key.len() && (first..=last).contains(&key[i]) {
+                    child = be(at + 4 * (key[i] - first) as usize);
+                }
+                at += 4 * (last - first + 1) as usize;
+            }
+            if i == key.len() {
+                if tagged & NODE_VALUES == 0 {
+                    return vec![];
+                }
+                let count = be(at) as usize;
+                at += 4;
+                let mut values = Vec::new();
+                for _ in 0..count {
+                    let priority = be(at);
+                    at += 4;
+                    let end = at + bytes[at..].iter().position(|&b| b == 0).unwrap();
+                    values.push((
+                        priority,
+                        String::from_utf8(bytes[at..end].to_vec()).unwrap(),
+                    ));
+                    at = end + 1;
+                }
+                return values;
+            }
+            if child == 0 {
+                return vec![];
+            }
+            tagged = child;
+            i += 1;
+        }
+    }
+
+    #[test]
+    fn index_round_trips_through_a_libkmod_style_reader() {
+        let mut index = Index::default();
+        let keys = ["dummy", "dm_mod", "dm_verity", "d", "ifb", "loop", "loop_x"];
+        for (i, k) in keys.iter().enumerate() {
+            index.insert(k, &format!("value-{k}"), i as u32);
+        }
+        index.insert("dummy", "second", 9);
+        let bytes = index.to_bytes();
+        for (i, k) in keys.iter().enumerate() {
+            let values = lookup(&bytes, k);
+            assert!(
+                values.contains(&(i as u32, format!("value-{k}"))),
+                "{k}: {values:?}"
+            );
+        }
+        assert_eq!(lookup(&bytes, "dummy").len(), 2);
+        for missing in ["dm", "dummyx", "l", "", "zzz"] {
+            assert!(lookup(&bytes, missing).is_empty(), "{missing}");
+        }
+    }
+
+    fn layer(tmp: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let root = tmp.join(name);
+        for (rel, content) in files {
+            let p = root.join("lib/modules/6.12.0").join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, content).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn metadata_of_all_layers_is_merged_top_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = layer(
+            tmp.path(),
+            "base",
+            &[
+                (
+                    "modules.dep",
+                    "kernel/fs/erofs.ko.xz:\nkernel/net/ifb.ko.xz: kernel/net/core.ko.xz\n",
+                ),
+                ("modules.alias", "alias fs-erofs erofs\n"),
+            ],
+        );
+        let a = layer(
+            tmp.path(),
+            "a",
+            &[
+                (
+                    "modules.dep",
+                    "extra/dummy.ko.xz:\nkernel/fs/erofs.ko.xz:\n",
+                ),
+                (
+                    "modules.alias",
+                    "alias rtnl-link-dummy dummy\nalias fs-erofs erofs\n",
+                ),
+            ],
+        );
+        let b = layer(
+            tmp.path(),
+            "b",
+            &[
+                ("modules.dep", "updates/ifb.ko.xz:\n"),
+                ("modules.softdep", "softdep ifb pre: dummy\n"),
+            ],
+        );
+        let files = merged_metadata(&[b.clone(), a.clone()], Some(&base)).unwrap();
+        let get = |name: &str| {
+            let rel = Path::new("lib/modules/6.12.0").join(name);
+            files
+                .iter()
+                .find(|(p, _)| *p == rel)
+                .map(|(_, c)| c.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            String::from_utf8(get("modules.dep")).unwrap(),
+            "updates/ifb.ko.xz:\nextra/dummy.ko.xz:\nkernel/fs/erofs.ko.xz:\n"
+        );
+        assert_eq!(
+            String::from_utf8(get("modules.alias")).unwrap(),
+            "alias rtnl-link-dummy dummy\nalias fs-erofs erofs\n"
+        );
+        assert_eq!(
+            String::from_utf8(get("modules.softdep")).unwrap(),
+            "softdep ifb pre: dummy\n"
+        );
+        let dep_bin = get("modules.dep.bin");
+        assert_eq!(
+            lookup(&dep_bin, "ifb"),
+            [(0, "updates/ifb.ko.xz:".to_string())]
+        );
+        assert_eq!(
+            lookup(&dep_bin, "dummy"),
+            [(1, "extra/dummy.ko.xz:".to_string())]
+        );
+        assert_eq!(
+            lookup(&get("modules.alias.bin"), "rtnl_link_dummy"),
+            [(0, "dummy".to_string())]
+        );
+        assert!(!files.iter().any(|(p, _)| p.ends_with("modules.devname")));
+    }
+
+    /// The real libkmod (modprobe from Debian's kmod) resolves modules,
+    /// dependencies and aliases through the merged index files alone.
+    #[test]
+    fn host_modprobe_reads_the_merged_indexes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tmp.path();
+        let base = layer(
+            tmp,
+            "base",
+            &[("modules.dep", "kernel/core.ko:\n"), ("kernel/core.ko", "")],
+        );
+        let a = layer(
+            tmp,
+            "a",
+            &[
+                (
+                    "modules.dep",
+                    "extra/ifb.ko: kernel/core.ko\nkernel/core.ko:\n",
+                ),
+                ("modules.alias", "alias rtnl-link-ifb ifb\n"),
+                ("extra/ifb.ko", ""),
+            ],
+        );
+        let b = layer(
+            tmp,
+            "b",
+            &[("modules.dep", "extra/dummy.ko:\n"), ("extra/dummy.ko", "")],
+        );
+        // What the overlay would show: every layer's files, merged metadata on top.
+        let merged = tmp.join("merged");
+        for l in [&base, &a, &b] {
+            let status = std::process::Command::new("cp")
+                .arg("-rT")
+                .arg(l)
+                .arg(&merged)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        for (rel, content) in merged_metadata(&[b.clone(), a.clone()], Some(&base)).unwrap() {
+            fs::write(merged.join(rel), content).unwrap();
+        }
+        let show = |what: &str| {
+            let out = std::process::Command::new("/sbin/modprobe")
+                .args(["-C", "/dev/null", "-d"])
+                .arg(&merged)
+                .args(["-S", "6.12.0", "--show-depends", what])
+                .output()
+                .expect("modprobe from Debian's kmod package must be installed");
+            let dir = merged.join("lib/modules/6.12.0").display().to_string();
+            String::from_utf8(out.stdout).unwrap().replace(&dir, "M")
+        };
+        assert_eq!(
+            show("ifb"),
+            "insmod M/kernel/core.ko \ninsmod M/extra/ifb.ko \n"
+        );
+        assert_eq!(show("dummy"), "insmod M/extra/dummy.ko \n");
+        assert_eq!(
+            show("rtnl-link-ifb"),
+            "insmod M/kernel/core.ko \ninsmod M/extra/ifb.ko \n"
+        );
+        assert_eq!(show("core"), "insmod M/kernel/core.ko \n");
+    }
+
+    #[test]
+    fn no_module_metadata_in_extensions_means_nothing_to_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = layer(tmp.path(), "base", &[("modules.dep", "kernel/a.ko:\n")]);
+        let ext = tmp.path().join("ext");
+        fs::create_dir_all(ext.join("bin")).unwrap();
+        assert!(merged_metadata(&[ext], Some(&base)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn dep_parsing() {
+        assert_eq!(
+            name_of("kernel/drivers/md/dm-verity.ko.xz").as_deref(),
+            Some("dm_verity")
+        );
+        assert_eq!(name_of("extra/foo.ko").as_deref(), Some("foo"));
+        assert_eq!(name_of("nonsense"), None);
+        assert_eq!(normalize_alias("rtnl-link-ifb"), "rtnl_link_ifb");
+        assert_eq!(normalize_alias("pci:v*d[0-9]-x"), "pci:v*d[0-9]_x");
+        let parsed = parse_dep("a/x.ko.zst: b/y.ko.zst c/z.ko.zst\n\ngarbage\n");
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].1.deps, ["b/y.ko.zst", "c/z.ko.zst"]);
+    }
+}
