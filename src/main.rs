@@ -23,6 +23,8 @@ options:
                       DIR/.extra/sysext (default: / in an initrd, else none)
   --run-dir DIR       runtime directory for the workspace and record (default: /run)
   --cmdline FILE      kernel command line to obey (default: /proc/cmdline)
+  --modules-dir DIR   modules of the running kernel, loaded early
+                      (default: /lib/modules/$(uname -r))
   --strict            merge nothing if any image is rejected
   --json              JSON output for list and status
   --debug             verbose logging
@@ -35,6 +37,7 @@ struct Args {
     initrd_root: Option<PathBuf>,
     run_dir: Option<PathBuf>,
     cmdline: Option<PathBuf>,
+    modules_dir: Option<PathBuf>,
     strict: bool,
     json: bool,
     debug: bool,
@@ -50,6 +53,7 @@ fn parse_args() -> Result<Args> {
             Long("initrd-root") => args.initrd_root = Some(parser.value()?.into()),
             Long("run-dir") => args.run_dir = Some(parser.value()?.into()),
             Long("cmdline") => args.cmdline = Some(parser.value()?.into()),
+            Long("modules-dir") => args.modules_dir = Some(parser.value()?.into()),
             Long("strict") => args.strict = true,
             Long("json") => args.json = true,
             Long("debug") => args.debug = true,
@@ -113,6 +117,13 @@ fn run(args: Args) -> Result<()> {
         strict: args.strict,
         run_dir: args.run_dir.clone().unwrap_or_else(|| "/run".into()),
         host_arch: host_arch()?,
+        modules_dir: Some(args.modules_dir.clone().unwrap_or_else(|| {
+            let release = rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned();
+            Path::new("/lib/modules").join(release)
+        })),
     };
     match args.command.as_str() {
         "merge" => merge_command(opts, &cmdline),

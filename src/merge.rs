@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::class::Class;
 use crate::discover::{self, Candidate, Finding, Origin, SearchRoot};
 use crate::image;
+use crate::modules;
 use crate::overlay::{self, Extension};
 use crate::release::{self, EnvFile, HostRelease};
 use crate::sys::fs::{open_dir, open_in_root};
@@ -37,6 +38,9 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// Host architecture in systemd notation.
     pub host_arch: String,
+    /// The running kernel's modules, to load loop/overlay/squashfs/erofs
+    /// from before they are needed.
+    pub modules_dir: Option<PathBuf>,
 }
 
 /// What happened to one search-directory entry.
@@ -243,6 +247,9 @@ pub struct ClassOutcome {
 /// are returned after the other classes had their turn.
 pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>> {
     let started = Instant::now();
+    if let Some(dir) = &opts.modules_dir {
+        modules::preload(dir, &["loop", "overlay", "squashfs", "erofs"]);
+    }
     let host = host_release(&opts.root)?;
     let mut outcomes = Vec::new();
     let mut errors = Vec::new();
@@ -321,7 +328,19 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
             .join("meta")
             .join(class.name())
             .join(plan.hierarchy);
-        let mount = overlay::build(class, plan, &meta, &names)
+        let extra = if plan.hierarchy == "usr" {
+            modules::merged_metadata(&plan.layers, plan.base.as_deref())
+                .context("cannot merge the kernel module metadata")?
+        } else {
+            Vec::new()
+        };
+        if !extra.is_empty() {
+            log::info!(
+                "merged kernel module metadata of {} layers",
+                plan.layers.len() + 1
+            );
+        }
+        let mount = overlay::build(class, plan, &meta, &names, &extra)
             .with_context(|| format!("cannot build the overlay for /{}", plan.hierarchy))?;
         built.push((plan, mount));
     }

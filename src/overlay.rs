@@ -119,12 +119,22 @@ pub fn escape_lowerdir(path: &Path) -> String {
 
 /// Build the overlay for `plan` (detached) with its metadata layer in
 /// `meta`, an empty directory in the workspace; `names` ascending.
+/// `extra` files (relative paths) go into the metadata layer too, above
+/// every extension.
 pub fn build(
     class: Class,
     plan: &HierarchyPlan,
     meta: &Path,
     names: &[String],
+    extra: &[(PathBuf, Vec<u8>)],
 ) -> SysResult<OwnedFd> {
+    for (rel, content) in extra {
+        let path = meta.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, &e))?;
+        }
+        std::fs::write(&path, content).map_err(|e| io_error("write", &path, &e))?;
+    }
     let meta_dir = meta.join(class.meta_dir());
     std::fs::create_dir_all(&meta_dir).map_err(|e| io_error("create", &meta_dir, &e))?;
     let list = meta_dir.join(class.list_file());

@@ -448,3 +448,59 @@ fn host_systemd_sysext_sees_the_merge_as_its_own() {
     assert_eq!(marked(&run.stdout, "after: "), [r#""none""#]);
     assert_eq!(marked(&run.stdout, "gone: "), ["yes"]);
 }
+
+/// Two extensions each ship a module with their own depmod output; after
+/// the merge the real modprobe (kmod) resolves both and the base's module,
+/// which a plain overlay would hide behind the top extension's files.
+#[test]
+fn module_metadata_of_several_extensions_works_together() {
+    let s = Scratch::new();
+    s.write(
+        "root/usr/lib/modules/6.12.0/modules.dep",
+        "kernel/core.ko:\n",
+    );
+    s.write("root/usr/lib/modules/6.12.0/kernel/core.ko", "");
+    for (name, deps) in [("dummy", ""), ("ifb", " kernel/core.ko")] {
+        let tree = s.tree(
+            &format!("mod-{name}"),
+            FITS,
+            &[
+                (&format!("usr/lib/modules/6.12.0/extra/{name}.ko"), ""),
+                (
+                    "usr/lib/modules/6.12.0/modules.dep",
+                    &format!("extra/{name}.ko:{deps}\nkernel/core.ko:\n"),
+                ),
+                (
+                    "usr/lib/modules/6.12.0/modules.alias",
+                    &format!("alias rtnl-link-{name} {name}\n"),
+                ),
+            ],
+        );
+        s.squashfs(&tree, &format!("root/var/lib/extensions/mod-{name}.raw"));
+    }
+    let run = s.in_namespace(
+        r#"
+        show() { /sbin/modprobe -C /dev/null -d $ROOT/usr -S 6.12.0 --show-depends "$1" | sed "s|$ROOT/usr/lib/modules/6.12.0/||g" | tr '\n' ' '; }
+        $RDEXT merge --root $ROOT --run-dir $RUN
+        for m in dummy ifb core rtnl-link-dummy rtnl-link-ifb; do echo "$m: $(show $m)"; done
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(marked(&run.stdout, "dummy: "), ["insmod extra/dummy.ko  "]);
+    assert_eq!(
+        marked(&run.stdout, "ifb: "),
+        ["insmod kernel/core.ko  insmod extra/ifb.ko  "]
+    );
+    assert_eq!(marked(&run.stdout, "core: "), ["insmod kernel/core.ko  "]);
+    assert_eq!(
+        marked(&run.stdout, "rtnl-link-dummy: "),
+        ["insmod extra/dummy.ko  "]
+    );
+    assert_eq!(
+        marked(&run.stdout, "rtnl-link-ifb: "),
+        ["insmod kernel/core.ko  insmod extra/ifb.ko  "]
+    );
+    assert!(run
+        .stderr
+        .contains("merged kernel module metadata of 3 layers"));
+}
