@@ -4,6 +4,7 @@
 //! Everything above this module works on plain values and paths, so the
 //! planning logic is testable without privileges.
 
+pub mod dm;
 pub mod fs;
 pub mod loopdev;
 pub mod mount;
