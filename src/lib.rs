@@ -8,6 +8,7 @@
 
 pub mod class;
 pub mod cmdline;
+pub mod config;
 pub mod discover;
 pub mod image;
 pub mod logger;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use rdext::class::Class;
 use rdext::cmdline::KernelCmdline;
-use rdext::merge::{self, Options, Verdict};
+use rdext::config::Settings;
+use rdext::merge::{self, MergeError, Options, Verdict};
 
 const USAGE: &str = "\
 usage: rdext COMMAND [OPTIONS]
@@ -26,6 +27,8 @@ options:
   --modules-dir DIR   modules of the running kernel, loaded early
                       (default: /lib/modules/$(uname -r))
   --strict            merge nothing if any image is rejected
+  --config FILE       settings file, repeatable, earlier wins (default: /etc/rdext.conf
+                      in an initrd, then ROOT/etc/rdext.conf)
   --json              JSON output for list and status
   --debug             verbose logging
 ";
@@ -38,6 +41,7 @@ struct Args {
     run_dir: Option<PathBuf>,
     cmdline: Option<PathBuf>,
     modules_dir: Option<PathBuf>,
+    config: Vec<PathBuf>,
     strict: bool,
     json: bool,
     debug: bool,
@@ -54,6 +58,7 @@ fn parse_args() -> Result<Args> {
             Long("run-dir") => args.run_dir = Some(parser.value()?.into()),
             Long("cmdline") => args.cmdline = Some(parser.value()?.into()),
             Long("modules-dir") => args.modules_dir = Some(parser.value()?.into()),
+            Long("config") => args.config.push(parser.value()?.into()),
             Long("strict") => args.strict = true,
             Long("json") => args.json = true,
             Long("debug") => args.debug = true,
@@ -81,12 +86,21 @@ fn main() -> ExitCode {
     };
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<MergeError>() {
+            Some(MergeError::RequiredMissing(_)) => {
+                log::error!("{e}; the boot cannot continue");
+                ExitCode::from(REQUIRED_MISSING)
+            }
+            _ => {
+                log::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
+
+/// Exit status telling the initrd integration to stop the boot.
+const REQUIRED_MISSING: u8 = 3;
 
 fn run(args: Args) -> Result<()> {
     let in_initrd = Path::new("/etc/initrd-release").exists();
@@ -104,11 +118,29 @@ fn run(args: Args) -> Result<()> {
     let debug = args.debug || cmdline_flag(&cmdline, "rdext.debug").unwrap_or(false);
     rdext::logger::init(debug, in_initrd);
 
+    let root: PathBuf = args
+        .root
+        .clone()
+        .unwrap_or_else(|| if in_initrd { "/sysroot" } else { "/" }.into());
+    let config_files = if args.config.is_empty() {
+        let mut files = Vec::new();
+        if in_initrd {
+            files.push(PathBuf::from("/etc/rdext.conf"));
+        }
+        files.push(root.join("etc/rdext.conf"));
+        files
+    } else {
+        args.config.clone()
+    };
+    let settings = Settings::load(
+        cmdline,
+        &config_files
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<_>>(),
+    );
     let opts = Options {
-        root: args
-            .root
-            .clone()
-            .unwrap_or_else(|| if in_initrd { "/sysroot" } else { "/" }.into()),
+        root,
         initrd_root: args
             .initrd_root
             .clone()
@@ -124,9 +156,10 @@ fn run(args: Args) -> Result<()> {
                 .into_owned();
             Path::new("/lib/modules").join(release)
         })),
+        required: settings.list("required"),
     };
     match args.command.as_str() {
-        "merge" => merge_command(opts, &cmdline),
+        "merge" => merge_command(opts, settings.cmdline()),
         "list" => list_command(&opts, args.json),
         "status" => status_command(&opts, args.json),
         "unmerge" => {

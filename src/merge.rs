@@ -41,6 +41,19 @@ pub struct Options {
     /// The running kernel's modules, to load loop/overlay/squashfs/erofs
     /// from before they are needed.
     pub modules_dir: Option<PathBuf>,
+    /// Extensions whose absence must stop the boot.
+    pub required: Vec<String>,
+}
+
+/// Why `merge` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A required extension is not merged: the boot must not go on.
+    #[error("required extension not merged: {}", .0.join("; "))]
+    RequiredMissing(Vec<String>),
+    /// Anything else; the boot goes on without (some) extensions.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 /// What happened to one search-directory entry.
@@ -244,13 +257,25 @@ pub struct ClassOutcome {
 }
 
 /// Merge every enabled class. Errors of one class (e.g. already merged)
-/// are returned after the other classes had their turn.
-pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>> {
+/// are returned after the other classes had their turn; a missing required
+/// extension outranks them.
+pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>, MergeError> {
     let started = Instant::now();
     if let Some(dir) = &opts.modules_dir {
         modules::preload(dir, &["loop", "overlay", "squashfs", "erofs"]);
     }
-    let host = host_release(&opts.root)?;
+    let host = match host_release(&opts.root) {
+        Ok(host) => host,
+        Err(e) if !opts.required.is_empty() => {
+            return Err(MergeError::RequiredMissing(
+                opts.required
+                    .iter()
+                    .map(|n| format!("{n}: {e:#}"))
+                    .collect(),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut outcomes = Vec::new();
     let mut errors = Vec::new();
     for &class in &opts.classes {
@@ -274,10 +299,34 @@ pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>> {
         count("confext"),
         started.elapsed().as_millis()
     );
+    let missing = missing_required(&opts.required, &outcomes);
+    if !missing.is_empty() {
+        return Err(MergeError::RequiredMissing(missing));
+    }
     if !errors.is_empty() {
-        bail!("{}", errors.join("; "));
+        return Err(anyhow::anyhow!("{}", errors.join("; ")).into());
     }
     Ok(outcomes)
+}
+
+/// Each required name that no class merged, with the reason.
+fn missing_required(required: &[String], outcomes: &[ClassOutcome]) -> Vec<String> {
+    required
+        .iter()
+        .filter(|name| !outcomes.iter().any(|o| o.merged.contains(name)))
+        .map(|name| {
+            let report = outcomes.iter().flat_map(|o| &o.images).find(|r| {
+                r.name.as_ref() == Some(name) && !matches!(r.verdict, Verdict::Shadowed(_))
+            });
+            let why = match report.map(|r| &r.verdict) {
+                Some(Verdict::Rejected(reason)) => reason.clone(),
+                Some(Verdict::Masked) => "masked by an empty directory".to_string(),
+                Some(Verdict::Accepted) => "its class could not be merged".to_string(),
+                _ => "not found".to_string(),
+            };
+            format!("{name}: {why}")
+        })
+        .collect()
 }
 
 fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<ClassOutcome> {

@@ -504,3 +504,42 @@ fn module_metadata_of_several_extensions_works_together() {
         .stderr
         .contains("merged kernel module metadata of 3 layers"));
 }
+
+/// A required extension that cannot be merged makes `merge` exit 3 (the
+/// initrd integration stops the boot on it) with the reason; one that
+/// merges is fine. Settings come from the command line, else the files.
+#[test]
+fn required_extensions() {
+    let s = demo();
+    s.write("root/var/lib/extensions/broken.raw", "garbage");
+    s.write("root/etc/rdext.conf", "required=alpha,fromfile\n");
+    let run = s.in_namespace(
+        r#"
+        rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --cmdline /dev/null || rc=$?
+        echo "file-rc: $rc"; $RDEXT unmerge --root $ROOT --run-dir $RUN
+        rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.required=gamma) || rc=$?
+        echo "ok-rc: $rc"; $RDEXT unmerge --root $ROOT --run-dir $RUN
+        rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.required=alpha,broken,nowhere) || rc=$?
+        echo "missing-rc: $rc"
+        echo "merged-anyway: $($RDEXT status --json --root $ROOT | jq -c '.[0].extensions')"
+        "#,
+    );
+    assert_eq!(marked(&run.stdout, "file-rc: "), ["3"]);
+    assert!(run
+        .stderr
+        .contains("required extension not merged: fromfile: not found;"));
+    assert_eq!(marked(&run.stdout, "ok-rc: "), ["0"]);
+    assert_eq!(marked(&run.stdout, "missing-rc: "), ["3"]);
+    assert!(
+        run.stderr.contains(
+            "rdext: error: required extension not merged: broken: not a squashfs, erofs or ext4 image; \
+             nowhere: not found; the boot cannot continue"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        marked(&run.stdout, "merged-anyway: "),
+        [r#"["alpha","beta"]"#]
+    );
+}

@@ -96,14 +96,19 @@ impl Call {
             data: [0; 7],
         };
         header.name[..name.len()].copy_from_slice(name.as_bytes());
-        let mut call = Call { command, buf: vec![0u64; size / 8] };
+        let mut call = Call {
+            command,
+            buf: vec![0u64; size / 8],
+        };
         call.set_header(&header);
         Ok(call)
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: a u64 buffer viewed as bytes; length in bytes is exact.
-        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<u8>(), self.buf.len() * 8) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<u8>(), self.buf.len() * 8)
+        }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -190,21 +195,33 @@ pub struct DmDevice {
 impl DmDevice {
     /// `/dev/block/MAJ:MIN`-style name, as the kernel knows it.
     pub fn node_name(&self) -> String {
-        format!("{}:{}", rustix::fs::major(self.dev), rustix::fs::minor(self.dev))
+        format!(
+            "{}:{}",
+            rustix::fs::major(self.dev),
+            rustix::fs::minor(self.dev)
+        )
     }
 }
 
 impl Control {
     /// Open the control device and check the interface version (4.x).
     pub fn open() -> SysResult<Self> {
-        let fd = rustix::fs::open("/dev/mapper/control", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| SysError::new("open", "/dev/mapper/control", e))?;
+        let fd = rustix::fs::open(
+            "/dev/mapper/control",
+            OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SysError::new("open", "/dev/mapper/control", e))?;
         let control = Control { fd };
         let call = Call::new(Command::Version, "", 0, 0)
             .and_then(|c| c.run(&control.fd))
             .map_err(|e| SysError::new("query", "device-mapper version", e))?;
         if call.header().version[0] != 4 {
-            return Err(SysError::new("use", "device-mapper interface", Errno::PROTONOSUPPORT));
+            return Err(SysError::new(
+                "use",
+                "device-mapper interface",
+                Errno::PROTONOSUPPORT,
+            ));
         }
         Ok(control)
     }
@@ -221,7 +238,8 @@ impl Control {
         params: &str,
     ) -> SysResult<DmDevice> {
         let err = |op, e| SysError::new(op, format!("dm device {name}"), e);
-        let mut create = Call::new(Command::DevCreate, name, DM_READONLY_FLAG, 0).map_err(|e| err("create", e))?;
+        let mut create = Call::new(Command::DevCreate, name, DM_READONLY_FLAG, 0)
+            .map_err(|e| err("create", e))?;
         create.set_uuid(uuid).map_err(|e| err("create", e))?;
         let created = create.run(&self.fd).map_err(|e| err("create", e))?;
         let result = (|| {
@@ -237,7 +255,9 @@ impl Control {
             Call::new(Command::DevSuspend, name, 0, 0)?.run(&self.fd)
         })();
         match result {
-            Ok(resumed) => Ok(DmDevice { dev: resumed.header().dev.max(created.header().dev) }),
+            Ok(resumed) => Ok(DmDevice {
+                dev: resumed.header().dev.max(created.header().dev),
+            }),
             Err(e) => {
                 let _ = self.remove(name, false);
                 Err(err("load table of", e))
@@ -256,7 +276,11 @@ impl Control {
         };
         let header = call.header();
         if header.target_count != 1 {
-            return Ok(Some((DmDevice { dev: header.dev }, String::new(), String::new())));
+            return Ok(Some((
+                DmDevice { dev: header.dev },
+                String::new(),
+                String::new(),
+            )));
         }
         let bytes = call.bytes();
         let spec = &bytes[header.data_start as usize..];
