@@ -323,7 +323,8 @@ mod tests {
         assert_eq!(HEADER, 312);
         assert_eq!(SPEC, 40);
         let call = Call::new(Command::TableLoad, "x", 0, 0).unwrap();
-        assert_eq!((&mut { call }).opcode(), 0xc138_fd09);
+        let mut call = call;
+        assert_eq!(Ioctl::opcode(&&mut call), 0xc138_fd09);
     }
 
     #[test]
