@@ -15,6 +15,7 @@ pub mod logger;
 pub mod merge;
 pub mod modules;
 pub mod overlay;
+pub mod policy;
 pub mod release;
 pub mod sys;
 pub mod version;
