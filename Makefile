@@ -2,7 +2,9 @@
 #
 #   make                     build the static musl binary
 #   make install DESTDIR=D   install D/usr/bin/rdext and D/usr/lib/dracut/modules.d/90rdext/
-#   make test-qemu           QEMU boot tests (root; see docs/initrd.md)
+#   make check               what CI runs: fmt, clippy, cargo test, static-binary
+#                            check, QEMU boot tests (root; see docs/initrd.md)
+#   make test-qemu           QEMU boot tests only
 #   make demo                one demo boot showing the effects on the console
 #
 # BIN=path installs a prebuilt binary instead of building one with cargo.
@@ -19,7 +21,7 @@ BIN        ?= $(DEFAULT_BIN)
 MODULE_NAME  := 90rdext
 MODULE_FILES := module-setup.sh rdext-merge.service rdext-generator rdext-pre-pivot.sh
 
-.PHONY: all build install uninstall test-qemu demo clean FORCE
+.PHONY: all build install uninstall check test-qemu demo clean FORCE
 
 all: build
 
@@ -39,6 +41,13 @@ install: $(BIN)
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/rdext
 	rm -rf $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)
+
+check: build
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test
+	file -L $(DEFAULT_BIN) | grep -Eq 'static(-pie)? linked'
+	tests-qemu/run
 
 test-qemu:
 	tests-qemu/run

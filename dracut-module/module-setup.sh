@@ -22,6 +22,11 @@ installkernel() {
 
 install() {
     inst_binary "$(command -v rdext)" /usr/bin/rdext
+    # rdext (like systemd) knows it runs in an initrd by /etc/initrd-release.
+    # dracut adds that link only with systemd; a shell initrd has only
+    # /usr/lib/initrd-release (written later by the base module).
+    [ -e "$initdir/etc/initrd-release" ] || [ -L "$initdir/etc/initrd-release" ] ||
+        ln -s ../usr/lib/initrd-release "$initdir/etc/initrd-release"
     # For rdext's module handling (depmod data of merged kernel modules).
     inst_multiple -o modprobe depmod
 

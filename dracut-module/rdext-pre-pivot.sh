@@ -6,8 +6,12 @@
 # shellcheck source=/dev/null
 type getargbool >/dev/null 2>&1 || . /lib/dracut-lib.sh
 
-if ! /usr/bin/rdext merge --root "${NEWROOT:-/sysroot}"; then
-    if getargbool 0 rdext.required; then
+# rdext.required: every extension must merge, else stop the boot.
+strict=""
+getargbool 0 rdext.required && strict=--strict
+
+if ! /usr/bin/rdext merge --root "${NEWROOT:-/sysroot}" $strict; then
+    if [ -n "$strict" ]; then
         die "rdext: merging extensions into ${NEWROOT:-/sysroot} failed and rdext.required is set"
     fi
     warn "rdext: merging extensions into ${NEWROOT:-/sysroot} failed; booting without them"

@@ -9,6 +9,7 @@
 pub mod class;
 pub mod cmdline;
 pub mod config;
+pub mod ddi;
 pub mod discover;
 pub mod image;
 pub mod logger;

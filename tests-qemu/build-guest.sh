@@ -17,7 +17,7 @@ need_root
 # Recipe inputs (changing any line of this file changes the cache key).
 SUITE=trixie
 INCLUDE=systemd,systemd-sysv,udev,kmod
-PACKAGES="dracut linux-image-amd64 erofs-utils squashfs-tools dbus iproute2"
+PACKAGES=(dracut linux-image-amd64 erofs-utils squashfs-tools dbus iproute2)
 EXT_MODULES="dummy ifb"     # kernel modules moved out of the base into extensions
 RECIPE_VERSION=1
 
@@ -32,8 +32,13 @@ exec 9>"$RDEXT_QEMU_CACHE/.build.lock"
 flock 9
 if [ -e "$out/.complete" ]; then echo "$out"; exit 0; fi
 
+# Leftovers of interrupted builds (we hold the lock, so nobody builds them).
+for d in "$RDEXT_QEMU_CACHE"/guest-*.tmp; do
+    [ -d "$d" ] || continue
+    grep -q " $d/" /proc/mounts && continue
+    rm -rf "$d"
+done
 tmp="$out.tmp"
-rm -rf "$tmp"
 mkdir -p "$tmp"
 root="$tmp/rootfs"
 trap 'chroot_umount "$root"' EXIT
@@ -54,10 +59,10 @@ chmod 755 "$root/usr/sbin/policy-rc.d"
 # dracut's kernel hook would build a host-only initrd in the chroot: not needed.
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -q update >"$tmp/apt.log" 2>&1
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends \
-    $PACKAGES >>"$tmp/apt.log" 2>&1 || { tail -n 30 "$tmp/apt.log" >&2; die "apt-get install failed"; }
+    "${PACKAGES[@]}" >>"$tmp/apt.log" 2>&1 || { tail -n 30 "$tmp/apt.log" >&2; die "apt-get install failed"; }
 log "packages installed after $(( $(date +%s) - start )) s"
 
-kver=$(cd "$root/usr/lib/modules" && ls -d 6.12.* | sort -V | tail -n1)
+kver=$(find "$root/usr/lib/modules" -mindepth 1 -maxdepth 1 -name '6.12.*' -printf '%f\n' | sort -V | tail -n1)
 [ -n "$kver" ] || die "no 6.12 kernel installed"
 cp "$root/boot/vmlinuz-$kver" "$tmp/vmlinuz"
 echo "$kver" >"$tmp/kver"
@@ -102,6 +107,7 @@ for m in $EXT_MODULES; do
     rm -rf "$st"
 done
 
+# shellcheck disable=SC2016 # ${Version} is dpkg-query's format
 {
     echo "kernel=$kver"
     echo "systemd=$(chroot "$root" dpkg-query -W -f '${Version}' systemd)"
@@ -121,5 +127,5 @@ trap - EXIT
 touch "$tmp/.complete"
 rm -rf "$out"
 mv "$tmp" "$out"
-log "guest built in $(( $(date +%s) - start )) s: $out ($(cat "$out/versions" | tr '\n' ' '))"
+log "guest built in $(( $(date +%s) - start )) s: $out ($(tr '\n' ' ' <"$out/versions"))"
 echo "$out"

@@ -3,6 +3,7 @@
 
 RDEXT_QEMU_CACHE=${RDEXT_QEMU_CACHE:-/var/cache/rdext-qemu}
 TESTS_QEMU_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_DIR=$(cd "$TESTS_QEMU_DIR/.." && pwd)
 
 log() { printf '%s [tests-qemu] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -31,7 +32,7 @@ debian_mirror() {
 # the files it reads). Printed on stdout.
 guest_cache_dir() {
     local key
-    key=$(cat "$TESTS_QEMU_DIR/build-guest.sh" | sha256sum | cut -c1-16)
+    key=$(sha256sum <"$TESTS_QEMU_DIR/build-guest.sh" | cut -c1-16)
     echo "$RDEXT_QEMU_CACHE/guest-$key"
 }
 
