@@ -1,21 +1,20 @@
 //! Turning a discovered candidate into a tree that can be read and stacked:
-//! directories are used in place, file system images are attached
-//! read-only to a loop device and mounted in the workspace.
-//!
-//! GPT disk images (DDIs) and dm-verity plug in here: `probe` recognises a
-//! partition table and refuses it until that support exists.
+//! directories are used in place; file system images and GPT disk images
+//! (DDIs) are judged (`verity`), attached read-only to loop devices (under
+//! dm-verity when protected) and mounted in the workspace.
 
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rustix::mount::MountAttrFlags;
 
 use crate::discover::{Candidate, SourceKind};
-use crate::sys::loopdev;
+use crate::policy::{Designator, ImagePolicy, Protection};
+use crate::signature::TrustedCert;
 use crate::sys::mount::{attach, io_error, mount_block_read_only};
 use crate::sys::SysError;
+use crate::verity::{self, Verdict, VerityError};
 
 /// A file system rdext can mount from an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,17 +47,23 @@ pub enum ImageError {
     /// No known file system signature.
     #[error("not a squashfs, erofs or ext4 image")]
     Unrecognized,
-    /// A partitioned disk image.
-    #[error("GPT disk images are not supported yet")]
+    /// A partitioned disk image; `verity` takes it from here.
+    #[error("GPT disk image")]
     PartitionTable,
+    /// Its protection is missing, broken or not enough for the policy.
+    #[error("{0}")]
+    Verity(#[from] VerityError),
     /// The kernel refused to attach or mount it.
     #[error("{0}")]
     Mount(#[from] SysError),
+    /// The mount is not on the device that was checked.
+    #[error("mounted file system is not on {0}")]
+    WrongDevice(String),
 }
 
 /// Identify the file system in the first blocks of an image.
 pub fn probe(image: &impl FileExt) -> Result<Format, ImageError> {
-    let mut head = vec![0u8; 4096];
+    let mut head = vec![0u8; 8192];
     let mut filled = 0;
     while filled < head.len() {
         match image.read_at(&mut head[filled..], filled as u64)? {
@@ -74,41 +79,87 @@ pub fn probe(image: &impl FileExt) -> Result<Format, ImageError> {
         Ok(Format::Erofs)
     } else if at(1080, &0xEF53u16.to_le_bytes()) {
         Ok(Format::Ext4)
-    } else if at(512, b"EFI PART") {
+    } else if at(512, b"EFI PART") || at(4096, b"EFI PART") {
         Err(ImageError::PartitionTable)
     } else {
         Err(ImageError::Unrecognized)
     }
 }
 
+/// What `open` needs to judge an image.
+#[derive(Debug)]
+pub struct Trust<'a> {
+    /// The image policy for this image.
+    pub policy: &'a ImagePolicy,
+    /// Certificates from the verity.d directories.
+    pub trusted: &'a [TrustedCert],
+    /// Unix time certificates must be valid at.
+    pub now: u64,
+}
+
+/// An image ready to read and stack.
+#[derive(Debug)]
+pub struct Opened {
+    /// Its root directory.
+    pub root: PathBuf,
+    /// How it is protected.
+    pub verdict: Verdict,
+}
+
 /// Make the candidate's tree available and return its root. File system
-/// images are mounted (read-only, `attrs`) at `mount_point`, which must be an
-/// empty directory in the workspace.
+/// images are judged against the policy, set up (dm-verity when they carry
+/// a hash tree the policy wants) and mounted read-only (`attrs`) at
+/// `mount_point`, an empty directory in the workspace.
 pub fn open(
     candidate: &Candidate,
     mount_point: &Path,
     attrs: MountAttrFlags,
-) -> Result<PathBuf, ImageError> {
+    trust: &Trust<'_>,
+) -> Result<Opened, ImageError> {
     if candidate.kind == SourceKind::Directory {
-        return Ok(candidate.path.clone());
+        // A directory cannot carry verity: it is judged as unprotected.
+        trust
+            .policy
+            .check(Designator::Root, Some(Protection::Unprotected))
+            .map_err(VerityError::from)?;
+        return Ok(Opened {
+            root: candidate.path.clone(),
+            verdict: Verdict::Unprotected,
+        });
     }
-    // One open file serves probing and the loop device, so what was probed
-    // is what gets mounted.
+    // One open file serves probing, inspection and the loop devices, so
+    // what was checked is what gets mounted.
     let file = File::open(&candidate.path)?;
-    let format = probe(&file)?;
-    let mount = match candidate.kind {
-        SourceKind::RawFile => {
-            let device =
-                loopdev::attach_read_only(file.as_fd(), &candidate.path.to_string_lossy())?;
-            // The mount holds the device from here on; autoclear detaches it
-            // when the mount is gone.
-            mount_block_read_only(format.fstype(), &device.path, attrs)?
-        }
-        _ => mount_block_read_only(format.fstype(), &candidate.path, attrs)?,
+    let naked = match probe(&file) {
+        Ok(format) => Some(format),
+        Err(ImageError::PartitionTable) => None,
+        Err(e) => return Err(e),
     };
+    let inspection = verity::inspect(&file, &candidate.path, naked)?;
+    let verdict = verity::judge(&inspection, trust.policy, trust.trusted, trust.now)?;
+    let active = verity::activate(&file, &candidate.path, &inspection, &verdict)?;
+    let format = match naked {
+        Some(format) => format,
+        None => probe(&File::open(&active.device)?)?,
+    };
+    let mount = mount_block_read_only(format.fstype(), &active.device, attrs);
+    if let Some(name) = &active.dm_name {
+        verity::release_when_unmounted(name);
+    }
+    let mount = mount?;
+    // The loop devices are held by the mount from here on (autoclear).
+    drop(active.loops);
+    let stat =
+        rustix::fs::fstat(&mount).map_err(|e| SysError::new("stat", mount_point.display(), e))?;
+    if stat.st_dev != active.dev {
+        return Err(ImageError::WrongDevice(active.device.display().to_string()));
+    }
     std::fs::create_dir_all(mount_point).map_err(|e| io_error("create", mount_point, &e))?;
     attach(&mount, mount_point)?;
-    Ok(mount_point.to_path_buf())
+    Ok(Opened {
+        root: mount_point.to_path_buf(),
+        verdict,
+    })
 }
 
 #[cfg(test)]

@@ -18,5 +18,7 @@ pub mod modules;
 pub mod overlay;
 pub mod policy;
 pub mod release;
+pub mod signature;
 pub mod sys;
+pub mod verity;
 pub mod version;

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use rdext::class::Class;
 use rdext::cmdline::KernelCmdline;
 use rdext::config::Settings;
-use rdext::merge::{self, MergeError, Options, Verdict};
+use rdext::merge::{self, MergeError, Options, PolicyChoice, Verdict};
+use rdext::policy::{self, ImagePolicy};
 
 const USAGE: &str = "\
 usage: rdext COMMAND [OPTIONS]
@@ -29,6 +30,8 @@ options:
   --strict            merge nothing if any image is rejected
   --config FILE       settings file, repeatable, earlier wins (default: /etc/rdext.conf
                       in an initrd, then ROOT/etc/rdext.conf)
+  --verity-dir DIR    trusted *.crt signing certificates, repeatable, earlier wins
+                      (default: the verity.d directories of the initrd, then of ROOT)
   --json              JSON output for list and status
   --debug             verbose logging
 ";
@@ -42,6 +45,7 @@ struct Args {
     cmdline: Option<PathBuf>,
     modules_dir: Option<PathBuf>,
     config: Vec<PathBuf>,
+    verity_dirs: Vec<PathBuf>,
     strict: bool,
     json: bool,
     debug: bool,
@@ -59,6 +63,7 @@ fn parse_args() -> Result<Args> {
             Long("cmdline") => args.cmdline = Some(parser.value()?.into()),
             Long("modules-dir") => args.modules_dir = Some(parser.value()?.into()),
             Long("config") => args.config.push(parser.value()?.into()),
+            Long("verity-dir") => args.verity_dirs.push(parser.value()?.into()),
             Long("strict") => args.strict = true,
             Long("json") => args.json = true,
             Long("debug") => args.debug = true,
@@ -140,7 +145,7 @@ fn run(args: Args) -> Result<()> {
             .collect::<Vec<_>>(),
     );
     let opts = Options {
-        root,
+        root: root.clone(),
         initrd_root: args
             .initrd_root
             .clone()
@@ -157,6 +162,23 @@ fn run(args: Args) -> Result<()> {
             Path::new("/lib/modules").join(release)
         })),
         required: settings.list("required"),
+        policy: policy_choice(&settings),
+        verity_dirs: if args.verity_dirs.is_empty() {
+            let mut bases = Vec::new();
+            if in_initrd {
+                bases.push(PathBuf::from("/"));
+            }
+            bases.push(root.clone());
+            bases
+                .iter()
+                .flat_map(|base| {
+                    ["etc", "run", "usr/local/lib", "usr/lib"]
+                        .map(|d| base.join(d).join("verity.d"))
+                })
+                .collect()
+        } else {
+            args.verity_dirs.clone()
+        },
     };
     match args.command.as_str() {
         "merge" => merge_command(opts, settings.cmdline()),
@@ -170,6 +192,39 @@ fn run(args: Args) -> Result<()> {
             Ok(())
         }
         other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+/// The image policy from `image_policy` (full grammar) or `policy` (one
+/// word). A value that does not parse refuses every image: guessing would
+/// mean a weaker policy than the one asked for.
+fn policy_choice(settings: &Settings) -> PolicyChoice {
+    if let Some(s) = settings.get("image_policy") {
+        return match ImagePolicy::parse(&s.value) {
+            Ok(p) => PolicyChoice::Explicit(p),
+            Err(e) => {
+                log::error!(
+                    "image_policy={} from {}: {e}; refusing all images",
+                    s.value,
+                    s.source
+                );
+                PolicyChoice::Explicit(ImagePolicy::deny())
+            }
+        };
+    }
+    match settings.get("policy") {
+        Some(s) => match policy::from_level(&s.value, true) {
+            Ok(_) => PolicyChoice::Level(s.value),
+            Err(e) => {
+                log::error!(
+                    "policy={} from {}: {e}; refusing all images",
+                    s.value,
+                    s.source
+                );
+                PolicyChoice::Explicit(ImagePolicy::deny())
+            }
+        },
+        None => PolicyChoice::Default,
     }
 }
 

@@ -14,12 +14,15 @@ use serde::Serialize;
 
 use crate::class::Class;
 use crate::discover::{self, Candidate, Finding, Origin, SearchRoot};
-use crate::image;
+use crate::image::{self, Trust};
 use crate::modules;
 use crate::overlay::{self, Extension};
+use crate::policy::{self, ImagePolicy};
 use crate::release::{self, EnvFile, HostRelease};
+use crate::signature;
 use crate::sys::fs::{open_dir, open_in_root};
 use crate::sys::mount::Workspace;
+use crate::verity;
 
 /// Where and what to merge; every environment input is explicit.
 #[derive(Clone, Debug)]
@@ -43,6 +46,48 @@ pub struct Options {
     pub modules_dir: Option<PathBuf>,
     /// Extensions whose absence must stop the boot.
     pub required: Vec<String>,
+    /// Which image policy applies.
+    pub policy: PolicyChoice,
+    /// Directories with trusted `*.crt` signing certificates, first wins
+    /// per file name.
+    pub verity_dirs: Vec<PathBuf>,
+}
+
+/// The image policy as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyChoice {
+    /// systemd's class default, and its strict policy for images the
+    /// initrd got from the ESP (`/.extra/`).
+    Default,
+    /// `rdext.policy=signed|verity|any`, for both classes.
+    Level(String),
+    /// `rdext.image_policy=`: the full grammar, for every image.
+    Explicit(ImagePolicy),
+}
+
+impl Options {
+    /// The policy for one candidate. A bad level refuses everything rather
+    /// than silently falling back to a weaker default.
+    fn policy_for(&self, class: Class, candidate: &Candidate) -> ImagePolicy {
+        let sysext = class == Class::Sysext;
+        match &self.policy {
+            PolicyChoice::Explicit(policy) => *policy,
+            PolicyChoice::Level(level) => {
+                policy::from_level(level, sysext).unwrap_or_else(|_| ImagePolicy::deny())
+            }
+            PolicyChoice::Default
+                if candidate.origin == Origin::Initrd && candidate.entry.starts_with("/.extra") =>
+            {
+                if sysext {
+                    ImagePolicy::sysext_strict()
+                } else {
+                    ImagePolicy::confext_strict()
+                }
+            }
+            PolicyChoice::Default if sysext => ImagePolicy::sysext_default(),
+            PolicyChoice::Default => ImagePolicy::confext_default(),
+        }
+    }
 }
 
 /// Why `merge` failed.
@@ -87,6 +132,9 @@ pub struct ImageReport {
     pub path: Option<PathBuf>,
     /// The version picked from a `.v/` directory.
     pub version: Option<String>,
+    /// How an accepted image is protected: "signed by …", "verity",
+    /// "unprotected".
+    pub protection: Option<String>,
     /// The decision.
     #[serde(flatten)]
     pub verdict: Verdict,
@@ -101,6 +149,7 @@ impl ImageReport {
             initrd: c.origin == Origin::Initrd,
             path: Some(c.path.clone()),
             version: c.version.clone(),
+            protection: None,
             verdict,
         }
     }
@@ -162,22 +211,36 @@ fn examine(
 ) -> Result<Examined> {
     let findings = discover::discover(class, &search_roots(opts), &opts.host_arch)
         .with_context(|| format!("cannot search for {} images", class.name()))?;
+    let (trusted, warnings) = signature::load_trusted(&opts.verity_dirs);
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut reports = Vec::new();
     let mut accepted = Vec::new();
     for finding in findings {
         let report = match finding {
             Finding::Selected(c) => {
-                let verdict = match open_and_validate(class, &c, host, &opts.host_arch, workspace) {
-                    Ok(root) => {
+                let policy = opts.policy_for(class, &c);
+                let trust = Trust {
+                    policy: &policy,
+                    trusted: &trusted,
+                    now,
+                };
+                match open_and_validate(class, &c, host, &opts.host_arch, workspace, &trust) {
+                    Ok(opened) => {
                         accepted.push(Extension {
                             name: c.name.clone(),
-                            root,
+                            root: opened.root,
                         });
-                        Verdict::Accepted
+                        let mut report = ImageReport::for_candidate(class, &c, Verdict::Accepted);
+                        report.protection = Some(describe_protection(&opened.verdict));
+                        report
                     }
-                    Err(reason) => Verdict::Rejected(reason),
-                };
-                ImageReport::for_candidate(class, &c, verdict)
+                    Err(reason) => ImageReport::for_candidate(class, &c, Verdict::Rejected(reason)),
+                }
             }
             Finding::Masked(c) => ImageReport::for_candidate(class, &c, Verdict::Masked),
             Finding::Shadowed { candidate, by } => {
@@ -190,12 +253,21 @@ fn examine(
                 initrd: false,
                 path: None,
                 version: None,
+                protection: None,
                 verdict: Verdict::Ignored(reason),
             },
         };
         reports.push(report);
     }
     Ok(Examined { reports, accepted })
+}
+
+fn describe_protection(verdict: &verity::Verdict) -> String {
+    match verdict {
+        verity::Verdict::Unprotected => "unprotected".to_string(),
+        verity::Verdict::Verity => "verity".to_string(),
+        verity::Verdict::Signed { signer, .. } => format!("signed by {signer}"),
+    }
 }
 
 /// Open one candidate and judge it; the error is the one-line reason.
@@ -205,7 +277,8 @@ fn open_and_validate(
     host: &HostRelease,
     host_arch: &str,
     workspace: Option<&Workspace>,
-) -> Result<PathBuf, String> {
+    trust: &Trust<'_>,
+) -> Result<image::Opened, String> {
     let mount_point = match workspace {
         Some(ws) => ws
             .path()
@@ -215,8 +288,9 @@ fn open_and_validate(
         None if candidate.kind == discover::SourceKind::Directory => PathBuf::new(),
         None => return Err("not inspected (mounting images needs root)".into()),
     };
-    let root =
-        image::open(candidate, &mount_point, class.mount_attrs()).map_err(|e| e.to_string())?;
+    let opened = image::open(candidate, &mount_point, class.mount_attrs(), trust)
+        .map_err(|e| e.to_string())?;
+    let root = opened.root.clone();
     let root_fd = open_dir(&root).map_err(|e| format!("cannot open image root: {e}"))?;
     if open_in_root(
         &root_fd,
@@ -240,7 +314,7 @@ fn open_and_validate(
         .map_err(|e| format!("cannot read {}: {e}", release_path.display()))?;
     let env = EnvFile::parse(text).map_err(|e| format!("bad extension-release: {e}"))?;
     release::validate(class, &env, host, "system", host_arch).map_err(|e| e.to_string())?;
-    Ok(root)
+    Ok(opened)
 }
 
 /// What `merge` did for one class.

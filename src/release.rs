@@ -4,7 +4,8 @@
 //! rdext merges in the initramfs what `systemd-sysext`/`systemd-confext` would merge on the booted
 //! system, so an extension must be accepted or ignored exactly as systemd would judge it. The file
 //! lookup follows `open_extension_release_at`, the parser follows systemd's env-file parser
-//! (os-release syntax), and [`validate`] follows `extension_release_validate`.
+//! (os-release syntax), and [`validate`] follows `extension_release_validate`. Behaviour is
+//! specified in `sysext-compat.md` §2; [`Class`] comes from `crate::class`.
 
 use crate::class::Class;
 use std::ffi::OsString;
@@ -87,7 +88,7 @@ impl EnvFile {
                     State::Key
                 }
                 State::PreValue | State::Value if newline => {
-                    env.push(&key, key_ws, &value, value_ws, key_line)?;
+                    env.push(cut(&key, key_ws), cut(&value, value_ws), key_line)?;
                     State::PreKey
                 }
                 State::PreValue if c == b'\'' => State::Single,
@@ -133,34 +134,21 @@ impl EnvFile {
             }
         }
         if !matches!(state, State::PreKey | State::Key | State::Comment) {
-            env.push(&key, key_ws, &value, value_ws, key_line)?;
+            env.push(cut(&key, key_ws), cut(&value, value_ws), key_line)?;
         }
         Ok(env)
     }
 
-    fn push(
-        &mut self,
-        key: &[u8],
-        key_ws: Option<usize>,
-        value: &[u8],
-        value_ws: Option<usize>,
-        line: usize,
-    ) -> Result<(), ParseError> {
-        let text = |b: &[u8], cut: Option<usize>| {
-            let b = &b[..cut.unwrap_or(b.len())];
-            String::from_utf8(b.to_vec()).map_err(|_| ParseError::InvalidUtf8 { line })
+    fn push(&mut self, key: &[u8], value: &[u8], line: usize) -> Result<(), ParseError> {
+        let text = |b: &[u8]| String::from_utf8(b.to_vec());
+        let (Ok(key), Ok(value)) = (text(key), text(value)) else {
+            return Err(ParseError::InvalidUtf8 { line });
         };
-        let (key, value) = (text(key, key_ws)?, text(value, value_ws)?);
         match self.pairs.iter_mut().find(|(k, _)| *k == key) {
             Some(pair) => pair.1 = value,
             None => self.pairs.push((key, value)),
         }
         Ok(())
-    }
-
-    /// TEMP
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The value of the last assignment to `key`.
@@ -176,6 +164,12 @@ impl EnvFile {
     }
 }
 
+/// Drops trailing blanks recorded by [`track_blank`].
+fn cut(bytes: &[u8], blanks_from: Option<usize>) -> &[u8] {
+    &bytes[..blanks_from.unwrap_or(bytes.len())]
+}
+
+/// Remembers where a run of blanks began, forgetting it once a non-blank follows.
 fn track_blank(start: &mut Option<usize>, blank: bool, len: usize) {
     if !blank {
         *start = None;
@@ -359,6 +353,7 @@ pub fn systemd_arch(uname_machine: &str) -> Option<&'static str> {
         | "armv4tb" | "armv4b" => "arm-be",
         "riscv64" => "riscv64",
         "riscv32" => "riscv32",
+        // Plain "riscv" is ambiguous; systemd resolves it by its own pointer size.
         "riscv" if cfg!(target_pointer_width = "64") => "riscv64",
         "riscv" => "riscv32",
         "ppc64le" => "ppc64-le",
@@ -571,245 +566,140 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn env(text: &str) -> EnvFile {
-        EnvFile::parse(text).unwrap()
-    }
-
-    fn get(text: &str, key: &str) -> Option<String> {
-        env(text).get(key).map(str::to_owned)
-    }
-
     #[test]
-    fn parse_trims_blanks_and_skips_comments_and_keyless_lines() {
-        let e = env("  A  =  x y \t\n# B=1\n ;C=1\nno equals\nD=1 # not a comment\n\nE=");
-        assert_eq!(e.get("A"), Some("x y"));
-        assert_eq!(
-            (e.get("B"), e.get("C"), e.get("no equals")),
-            (None, None, None)
-        );
-        assert_eq!(e.get("D"), Some("1 # not a comment"));
-        assert_eq!(e.get("E"), Some(""));
-        // A comment never continues over an escaped newline (systemd >= v254).
-        assert_eq!(get("#x\\\nF=1", "F").as_deref(), Some("1"));
-    }
-
-    #[test]
-    fn parse_quotes() {
-        assert_eq!(
-            get(r#"A='a \"b\" \$c'"#, "A").as_deref(),
-            Some(r#"a \"b\" \$c"#)
-        );
-        assert_eq!(
-            get(r#"A="q\" b\\ d\$ t\` n\n x\a""#, "A").as_deref(),
-            Some(r#"q" b\ d$ t` n\n x\a"#)
-        );
-        assert_eq!(get("A=\"one\\\ntwo\"", "A").as_deref(), Some("onetwo"));
-        assert_eq!(
-            get("A=\"multi\nline\"\nB=2", "A").as_deref(),
-            Some("multi\nline")
-        );
-        // Parts after a closing quote join, blanks between them are dropped.
-        assert_eq!(get(r#"A="a" 'b'  c d  "#, "A").as_deref(), Some("abc d"));
-        // Once a value has started unquoted, quotes are ordinary characters.
-        assert_eq!(get(r#"A=a"b c""#, "A").as_deref(), Some(r#"a"b c""#));
-        // An unterminated quote runs to the end of the file.
-        assert_eq!(get("A='open\nB=1", "A").as_deref(), Some("open\nB=1"));
-    }
-
-    #[test]
-    fn parse_unquoted_escapes_and_continuation() {
-        assert_eq!(get(r"A=a\ b\\c\'d\x", "A").as_deref(), Some(r"a b\c'dx"));
-        assert_eq!(get("A=one\\\ntwo\nB=1", "A").as_deref(), Some("onetwo"));
-        assert_eq!(get("A=x\\ \nB=1", "A").as_deref(), Some("x "));
-        assert_eq!(get("A=$HOME${X}", "A").as_deref(), Some("$HOME${X}"));
-    }
-
-    #[test]
-    fn parse_duplicates_crlf_and_odd_keys() {
-        let e = env("ID=a\r\nVERSION_ID=\"1\"\r\nID=b\r\nFOO BAR = z\r\n");
-        assert_eq!((e.get("ID"), e.get("VERSION_ID")), (Some("b"), Some("1")));
-        assert_eq!(e.get("FOO BAR"), Some("z"));
-        assert_eq!(e.pairs.len(), 3);
-    }
-
-    #[test]
-    fn parse_refuses_nul_and_bad_utf8_only_in_assignments() {
+    fn parse_follows_systemd_env_file_rules() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("  A  =  x y \t\n", "A", Some("x y")),
+            ("# A=1\n ;A=2\nA", "A", None),
+            ("A=1 # not a comment", "A", Some("1 # not a comment")),
+            // A comment never continues over an escaped newline (systemd v254+).
+            ("#x\\\nA=1", "A", Some("1")),
+            ("A=", "A", Some("")),
+            ("A=1\r\nA=2\r\n", "A", Some("2")),
+            ("FOO BAR = z", "FOO BAR", Some("z")),
+            (r#"A='a \"b\" \$c'"#, "A", Some(r#"a \"b\" \$c"#)),
+            (
+                r#"A="q\" b\\ d\$ t\` n\n x\a""#,
+                "A",
+                Some(r#"q" b\ d$ t` n\n x\a"#),
+            ),
+            ("A=\"one\\\ntwo\"", "A", Some("onetwo")),
+            ("A=\"multi\nline\"\nB=2", "A", Some("multi\nline")),
+            // Parts after a closing quote join, blanks between them are dropped ...
+            (r#"A="a" 'b'  c d  "#, "A", Some("abc d")),
+            // ... but once a value has started unquoted, quotes are ordinary characters.
+            (r#"A=a"b c""#, "A", Some(r#"a"b c""#)),
+            ("A='open\nB=1", "A", Some("open\nB=1")),
+            (r"A=a\ b\\c\'d\x", "A", Some(r"a b\c'dx")),
+            ("A=one\\\ntwo\nB=1", "A", Some("onetwo")),
+            ("A=x\\ \nB=1", "A", Some("x ")),
+            ("A=$HOME${X}", "A", Some("$HOME${X}")),
+        ];
+        for (text, key, want) in cases {
+            assert_eq!(EnvFile::parse(text).unwrap().get(key), *want, "{text:?}");
+        }
+        assert_eq!(EnvFile::parse("A=1\nB=2\nA=3").unwrap().pairs.len(), 2);
         assert_eq!(EnvFile::parse("A=1\0"), Err(ParseError::NulByte));
         let bad = EnvFile::parse(b"A=1\nB=\xff\n");
         assert_eq!(bad, Err(ParseError::InvalidUtf8 { line: 2 }));
-        assert_eq!(
-            EnvFile::parse(b"# caf\xe9\nA=1").unwrap().get("A"),
-            Some("1")
-        );
+        let latin1_comment = EnvFile::parse(b"# caf\xe9\nA=1").unwrap();
+        assert_eq!(latin1_comment.get("A"), Some("1"));
     }
 
-    fn host(text: &str) -> HostRelease {
-        HostRelease::from_env(&env(text)).unwrap()
+    /// `|` stands for a newline, to keep the cases short.
+    fn lines(text: &str) -> EnvFile {
+        EnvFile::parse(text.replace('|', "\n")).unwrap()
     }
-
-    fn check(class: Class, ext: &str, host_text: &str, scope: &str) -> Result<(), String> {
-        validate(class, &env(ext), &host(host_text), scope, "x86-64").map_err(|m| m.to_string())
-    }
-
-    fn sys(ext: &str, host_text: &str) -> Result<(), String> {
-        check(Class::Sysext, ext, host_text, "system")
-    }
-
-    const DEBIAN: &str = "ID=debian\nVERSION_ID=13\n";
 
     #[test]
     fn host_release() {
-        let h = host("ID=ubuntu\nID_LIKE=\"debian  fedora\"\nVERSION_ID=\nCONFEXT_LEVEL=2");
+        let h = HostRelease::from_env(&lines(
+            "ID=ubuntu|ID_LIKE='debian  fedora'|VERSION_ID=|CONFEXT_LEVEL=2",
+        ))
+        .unwrap();
         assert_eq!(h.id_like, ["debian", "fedora"]);
         assert_eq!((h.version_id, h.sysext_level), (None, None));
         assert_eq!(h.confext_level.as_deref(), Some("2"));
         for text in ["NAME=x", "ID="] {
-            assert_eq!(HostRelease::from_env(&env(text)), Err(HostError::MissingId));
-        }
-    }
-
-    #[test]
-    fn validate_scope() {
-        let initrd = |ext| check(Class::Sysext, ext, DEBIAN, "initrd");
-        assert_eq!(sys("ID=debian\nVERSION_ID=13", DEBIAN), Ok(()));
-        assert_eq!(
-            initrd("ID=debian\nVERSION_ID=13").unwrap_err(),
-            "SYSEXT_SCOPE unset (default 'system portable') does not include 'initrd'"
-        );
-        assert_eq!(
-            initrd("ID=debian\nVERSION_ID=13\nSYSEXT_SCOPE=system\tinitrd"),
-            Ok(())
-        );
-        assert_eq!(
-            sys("ID=debian\nSYSEXT_SCOPE=initrd", DEBIAN).unwrap_err(),
-            "SYSEXT_SCOPE=initrd does not include 'system'"
-        );
-        // An empty list matches no scope at all, unlike a missing key.
-        assert!(sys("ID=debian\nVERSION_ID=13\nSYSEXT_SCOPE=", DEBIAN).is_err());
-        // The other class's key is irrelevant.
-        let confext = check(
-            Class::Confext,
-            "ID=debian\nSYSEXT_SCOPE=initrd",
-            "ID=debian",
-            "system",
-        );
-        assert_eq!(confext, Ok(()));
-        assert_eq!(sys("", DEBIAN).unwrap_err(), "no release data");
-    }
-
-    #[test]
-    fn validate_architecture_and_id() {
-        for arch in ["x86-64", "_any", ""] {
             assert_eq!(
-                sys(
-                    &format!("ID=debian\nVERSION_ID=13\nARCHITECTURE={arch}"),
-                    DEBIAN
-                ),
-                Ok(())
+                HostRelease::from_env(&lines(text)),
+                Err(HostError::MissingId)
             );
         }
-        assert_eq!(
-            sys("ID=_any\nARCHITECTURE=arm64", DEBIAN).unwrap_err(),
-            "ARCHITECTURE=arm64 does not match host x86-64"
-        );
-        assert_eq!(sys("VERSION_ID=13", DEBIAN).unwrap_err(), "no ID");
-        assert_eq!(sys("ID=\nVERSION_ID=13", DEBIAN).unwrap_err(), "no ID");
-        // `_any` skips the version checks entirely.
-        assert_eq!(
-            sys(
-                "ID=_any\nVERSION_ID=1\nSYSEXT_LEVEL=9",
-                "ID=x\nVERSION_ID=2\nSYSEXT_LEVEL=1"
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            sys("ID=fedora\nVERSION_ID=13", DEBIAN).unwrap_err(),
-            "ID=fedora does not match host ID=debian"
-        );
-        let ubuntu = "ID=ubuntu\nID_LIKE=debian\nVERSION_ID=13";
-        assert_eq!(sys("ID=debian\nVERSION_ID=13", ubuntu), Ok(()));
-        assert_eq!(
-            sys("ID=arch", ubuntu).unwrap_err(),
-            "ID=arch does not match host ID=ubuntu or ID_LIKE=debian"
-        );
     }
 
     #[test]
-    fn validate_versions_and_levels() {
-        // Rolling host: nothing further to compare.
-        assert_eq!(
-            sys(
-                "ID=arch\nVERSION_ID=1\nSYSEXT_LEVEL=2",
-                "ID=arch\nVERSION_ID="
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            sys("ID=debian\nVERSION_ID=12", DEBIAN).unwrap_err(),
-            "VERSION_ID=12 does not match host VERSION_ID=13"
-        );
-        assert_eq!(
-            sys("ID=debian\nSYSEXT_LEVEL=1", DEBIAN).unwrap_err(),
-            "missing VERSION_ID (host has VERSION_ID=13)"
-        );
-        let leveled = "ID=debian\nVERSION_ID=13\nSYSEXT_LEVEL=1";
-        assert_eq!(
-            sys("ID=debian\nSYSEXT_LEVEL=1\nVERSION_ID=99", leveled),
-            Ok(())
-        );
-        assert_eq!(
-            sys("ID=debian\nSYSEXT_LEVEL=2\nVERSION_ID=13", leveled).unwrap_err(),
-            "SYSEXT_LEVEL=2 does not match host SYSEXT_LEVEL=1"
-        );
-        // Extension without a level falls back to VERSION_ID ...
-        assert!(sys("ID=debian\nVERSION_ID=12", leveled).is_err());
-        // ... and is accepted when the host has a level but no VERSION_ID.
-        assert_eq!(
-            sys("ID=debian\nVERSION_ID=12", "ID=debian\nSYSEXT_LEVEL=1"),
-            Ok(())
-        );
-        // Confext compares CONFEXT_LEVEL only.
-        let conf = |ext| {
-            check(
-                Class::Confext,
-                ext,
-                "ID=debian\nCONFEXT_LEVEL=3\nSYSEXT_LEVEL=1",
-                "system",
-            )
-        };
-        assert_eq!(conf("ID=debian\nCONFEXT_LEVEL=3\nSYSEXT_LEVEL=9"), Ok(()));
-        assert_eq!(
-            conf("ID=debian\nCONFEXT_LEVEL=4").unwrap_err(),
-            "CONFEXT_LEVEL=4 does not match host CONFEXT_LEVEL=3"
-        );
+    fn validate_follows_systemd() {
+        use Class::{Confext as C, Sysext as S};
+        const DEB: &str = "ID=debian|VERSION_ID=13";
+        const LVL: &str = "ID=debian|VERSION_ID=13|SYSEXT_LEVEL=1";
+        const UBU: &str = "ID=ubuntu|ID_LIKE=debian|VERSION_ID=13";
+        // (class, extension, host, scope, "" for accepted or the reason)
+        #[rustfmt::skip]
+        let cases: &[(Class, &str, &str, &str, &str)] = &[
+            (S, "", DEB, "system", "no release data"),
+            (S, DEB, DEB, "system", ""),
+            (S, DEB, DEB, "initrd",
+                "SYSEXT_SCOPE unset (default 'system portable') does not include 'initrd'"),
+            (S, "ID=debian|VERSION_ID=13|SYSEXT_SCOPE=system\tinitrd", DEB, "initrd", ""),
+            (S, "ID=debian|SYSEXT_SCOPE=initrd", DEB, "system",
+                "SYSEXT_SCOPE=initrd does not include 'system'"),
+            // An empty list matches no scope at all, unlike a missing key.
+            (S, "ID=debian|VERSION_ID=13|SYSEXT_SCOPE=", DEB, "system",
+                "SYSEXT_SCOPE= does not include 'system'"),
+            (C, "ID=debian|SYSEXT_SCOPE=initrd", "ID=debian", "system", ""),
+            (S, "ID=debian|VERSION_ID=13|ARCHITECTURE=x86-64", DEB, "system", ""),
+            (S, "ID=debian|VERSION_ID=13|ARCHITECTURE=_any", DEB, "system", ""),
+            (S, "ID=debian|VERSION_ID=13|ARCHITECTURE=", DEB, "system", ""),
+            (S, "ID=_any|ARCHITECTURE=arm64", DEB, "system",
+                "ARCHITECTURE=arm64 does not match host x86-64"),
+            (S, "VERSION_ID=13", DEB, "system", "no ID"),
+            (S, "ID=|VERSION_ID=13", DEB, "system", "no ID"),
+            // `_any` skips the version checks entirely.
+            (S, "ID=_any|VERSION_ID=1|SYSEXT_LEVEL=9", LVL, "system", ""),
+            (S, "ID=fedora|VERSION_ID=13", DEB, "system", "ID=fedora does not match host ID=debian"),
+            (S, DEB, UBU, "system", ""),
+            (S, "ID=arch", UBU, "system", "ID=arch does not match host ID=ubuntu or ID_LIKE=debian"),
+            // A rolling host has nothing further to compare.
+            (S, "ID=arch|VERSION_ID=1|SYSEXT_LEVEL=2", "ID=arch|VERSION_ID=", "system", ""),
+            (S, "ID=debian|VERSION_ID=12", DEB, "system",
+                "VERSION_ID=12 does not match host VERSION_ID=13"),
+            (S, "ID=debian|SYSEXT_LEVEL=1", DEB, "system",
+                "missing VERSION_ID (host has VERSION_ID=13)"),
+            (S, "ID=debian|SYSEXT_LEVEL=1|VERSION_ID=99", LVL, "system", ""),
+            (S, "ID=debian|SYSEXT_LEVEL=2|VERSION_ID=13", LVL, "system",
+                "SYSEXT_LEVEL=2 does not match host SYSEXT_LEVEL=1"),
+            // Without its own level the extension is compared by VERSION_ID ...
+            (S, "ID=debian|VERSION_ID=12", LVL, "system",
+                "VERSION_ID=12 does not match host VERSION_ID=13"),
+            // ... unless the host has a level but no VERSION_ID: then it is accepted.
+            (S, "ID=debian|VERSION_ID=12", "ID=debian|SYSEXT_LEVEL=1", "system", ""),
+            (C, "ID=debian|CONFEXT_LEVEL=3|SYSEXT_LEVEL=9", "ID=debian|CONFEXT_LEVEL=3", "system", ""),
+            (C, "ID=debian|CONFEXT_LEVEL=4", "ID=debian|CONFEXT_LEVEL=3|SYSEXT_LEVEL=4", "system",
+                "CONFEXT_LEVEL=4 does not match host CONFEXT_LEVEL=3"),
+        ];
+        for (class, ext, host, scope, want) in cases {
+            let host = HostRelease::from_env(&lines(host)).unwrap();
+            let got = validate(*class, &lines(ext), &host, scope, "x86-64");
+            let got = got.err().map(|m| m.to_string()).unwrap_or_default();
+            assert_eq!(got, *want, "{ext} on {host:?} in {scope}");
+        }
     }
 
     #[test]
     fn arch_and_names() {
-        let table = [
-            ("x86_64", "x86-64"),
-            ("i686", "x86"),
-            ("aarch64", "arm64"),
-            ("armv7l", "arm"),
-            ("armv5tejb", "arm-be"),
-            ("riscv64", "riscv64"),
-            ("ppc64le", "ppc64-le"),
-            ("s390x", "s390x"),
-            ("loongarch64", "loongarch64"),
-            ("sh4a", "sh"),
-        ];
-        for (machine, arch) in table {
+        #[rustfmt::skip]
+        let arches = [("x86_64", "x86-64"), ("i686", "x86"), ("aarch64", "arm64"), ("armv7l", "arm"),
+            ("armv5tejb", "arm-be"), ("riscv64", "riscv64"), ("ppc64le", "ppc64-le"),
+            ("s390x", "s390x"), ("loongarch64", "loongarch64"), ("sh4a", "sh")];
+        for (machine, arch) in arches {
             assert_eq!(systemd_arch(machine), Some(arch), "{machine}");
         }
         assert_eq!(systemd_arch("x86-64"), None);
-        for (image, base) in [
-            ("foo_1.2.raw", "foo"),
-            ("foo+3.sysext.raw", "foo"),
-            ("foo", "foo"),
-            ("a.b.confext.raw", "a.b"),
-            ("foo_1+2-1", "foo"),
-            ("_x", ""),
-        ] {
+        #[rustfmt::skip]
+        let bases = [("foo_1.2.raw", "foo"), ("foo+3.sysext.raw", "foo"), ("foo", "foo"),
+            ("a.b.confext.raw", "a.b"), ("foo_1+2-1", "foo"), ("_x", "")];
+        for (image, base) in bases {
             assert_eq!(image_base_name(image), base, "{image}");
         }
         assert!(is_valid_image_name("foo-1.2_x+3"));
@@ -824,6 +714,125 @@ mod tests {
             &"x".repeat(256),
         ] {
             assert!(!is_valid_image_name(bad), "{bad:?}");
+        }
+    }
+
+    const DIR: &str = "usr/lib/extension-release.d";
+
+    /// A sysext tree under `base` with the given release files (`name` or `name -> target`).
+    fn tree_in(base: &Path, entries: &[&str]) -> tempfile::TempDir {
+        let root = tempfile::tempdir_in(base).unwrap();
+        fs::create_dir_all(root.path().join(DIR)).unwrap();
+        for entry in entries {
+            let (name, target) = entry.split_once(" -> ").unwrap_or((entry, ""));
+            let path = root.path().join(DIR).join(name);
+            match target {
+                "" => fs::write(path, "ID=_any\n").unwrap(),
+                target => symlink(target, path).unwrap(),
+            }
+        }
+        root
+    }
+
+    fn tree(entries: &[&str]) -> tempfile::TempDir {
+        tree_in(&std::env::temp_dir(), entries)
+    }
+
+    fn find(root: &tempfile::TempDir, image: &str) -> Option<String> {
+        let found = find_release_file(root.path(), Class::Sysext, image).unwrap()?;
+        let rel = found.strip_prefix(root.path()).unwrap();
+        Some(rel.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn find_by_exact_or_base_name() {
+        let root = tree(&["extension-release.foo", "extension-release.foo_1"]);
+        let release = |name: &str| Some(format!("{DIR}/extension-release.{name}"));
+        assert_eq!(find(&root, "foo_1"), release("foo_1"));
+        assert_eq!(find(&root, "foo_2"), release("foo"));
+        assert_eq!(find(&root, "foo+3"), release("foo"));
+        assert_eq!(find(&root, "bar"), None);
+        let confext = find_release_file(root.path(), Class::Confext, "foo").unwrap();
+        assert_eq!(confext, None);
+        let invalid = find_release_file(root.path(), Class::Sysext, ".#foo");
+        assert!(matches!(invalid, Err(FindError::InvalidName(_))));
+        // An unusable base name disables the scan altogether.
+        assert_eq!(find(&tree(&["extension-release.x"]), "_x"), None);
+        let no_dir = tempfile::tempdir().unwrap();
+        assert_eq!(find(&no_dir, "foo"), None);
+        fs::create_dir(no_dir.path().join("usr")).unwrap();
+        fs::write(no_dir.path().join("usr/lib"), "").unwrap();
+        let not_dir = find_release_file(no_dir.path(), Class::Sysext, "foo");
+        assert!(matches!(not_dir, Err(FindError::Io { .. })), "{not_dir:?}");
+    }
+
+    #[test]
+    fn find_resolves_symlinks_inside_the_image() {
+        let root = tree(&[
+            "extension-release.abs -> /usr/lib/extension-release.d/real",
+            "extension-release.up -> ../../../../../../../outside",
+            "extension-release.loop -> extension-release.loop",
+            "extension-release.lnk -> real",
+            "extension-release.gone_1 -> /nowhere",
+            "extension-release.gone",
+            "real",
+        ]);
+        fs::write(root.path().join("outside"), "").unwrap();
+        fs::create_dir(root.path().join(DIR).join("extension-release.dir")).unwrap();
+        assert_eq!(find(&root, "abs"), Some(format!("{DIR}/real")));
+        assert_eq!(find(&root, "up"), Some("outside".to_owned()));
+        assert_eq!(find(&root, "lnk"), Some(format!("{DIR}/real")));
+        // The scan never takes symlinks, even with a matching base name.
+        assert_eq!(find(&root, "lnk_2"), None);
+        // A dangling exact match falls back to the scan.
+        assert_eq!(
+            find(&root, "gone_1"),
+            Some(format!("{DIR}/extension-release.gone"))
+        );
+        match find_release_file(root.path(), Class::Sysext, "dir") {
+            Err(FindError::NotRegular(p)) => assert!(p.ends_with("extension-release.dir")),
+            other => panic!("{other:?}"),
+        }
+        let looped = find_release_file(root.path(), Class::Sysext, "loop");
+        assert!(matches!(looped, Err(FindError::Io { .. })), "{looped:?}");
+    }
+
+    #[test]
+    fn find_relaxed_by_xattr() {
+        let set = |path: &Path, value: &[u8]| {
+            rustix::fs::setxattr(path, STRICT_XATTR, value, rustix::fs::XattrFlags::empty())
+        };
+        let bases = [std::env::temp_dir(), PathBuf::from("/dev/shm")];
+        let Some(base) = bases.iter().find(|base| {
+            tempfile::tempdir_in(base).is_ok_and(|probe| set(probe.path(), b"0").is_ok())
+        }) else {
+            println!("note: no user xattrs in the temp dir or /dev/shm, skipping");
+            return;
+        };
+        let renamed = format!("{DIR}/extension-release.renamed");
+        let relaxed: [&[u8]; 6] = [b"0", b"No", b"n", b"FALSE", b"off", b"f\0"];
+        let strict: [&[u8]; 6] = [b"1", b"yes", b"true", b"", b"0\0\0", b"nope"];
+        let cases = relaxed.iter().map(|v| (v, true));
+        for (value, accepted) in cases.chain(strict.iter().map(|v| (v, false))) {
+            let root = tree_in(base, &["extension-release.renamed"]);
+            set(&root.path().join(&renamed), value).unwrap();
+            let want = accepted.then(|| renamed.clone());
+            assert_eq!(find(&root, "foo"), want, "{value:?}");
+        }
+        let root = tree_in(
+            base,
+            &["extension-release.renamed", "extension-release.foo"],
+        );
+        set(&root.path().join(&renamed), b"0").unwrap();
+        match find_release_file(root.path(), Class::Sysext, "foo_1") {
+            Err(FindError::NotUnique(paths)) => {
+                let names: Vec<_> = paths.iter().map(|p| p.file_name().unwrap()).collect();
+                assert_eq!(
+                    names,
+                    ["extension-release.foo", "extension-release.renamed"]
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -398,6 +398,10 @@ fn kernel_command_line_switches() {
 #[test]
 fn initrd_images_count_and_systemd_is_told_to_keep_off() {
     let s = Scratch::new();
+    let t = s.tree("frominitrd", FITS, &[("usr/bin/frominitrd", "x")]);
+    s.squashfs(&t, "initrd/run/extensions/frominitrd.raw");
+    // Images systemd-stub put in /.extra came from the ESP: like systemd,
+    // rdext requires them signed, so an unsigned one is refused.
     let t = s.tree("fromstub", FITS, &[("usr/bin/fromstub", "x")]);
     s.squashfs(&t, "initrd/.extra/sysext/fromstub.raw");
     let run = s.in_namespace(
@@ -409,7 +413,14 @@ fn initrd_images_count_and_systemd_is_told_to_keep_off() {
         "#,
     );
     assert_eq!(run.status, 0);
-    assert_eq!(marked(&run.stdout, "files: "), ["base-tool fromstub "]);
+    assert_eq!(marked(&run.stdout, "files: "), ["base-tool frominitrd "]);
+    assert!(
+        run.stderr.contains(
+            "skipping sysext /.extra/sysext/fromstub.raw (initrd): root partition is unprotected"
+        ),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stdout
             .contains("[Unit]\nConditionPathExists=!/run/rdext/sysext.json\n"),
@@ -542,4 +553,45 @@ fn required_extensions() {
         marked(&run.stdout, "merged-anyway: "),
         [r#"["alpha","beta"]"#]
     );
+}
+
+/// The one-word policy switch, on images that need no device-mapper to be
+/// judged: unprotected images pass only under `any`; a word that is not a
+/// policy refuses everything rather than falling back to the default.
+#[test]
+fn policy_levels_judge_unprotected_images() {
+    let s = demo();
+    let dir = s.tree("plaindir", FITS, &[("usr/bin/plaindir", "x")]);
+    s.copy_dir(&dir, "root/var/lib/extensions/plaindir");
+    let run = s.in_namespace(
+        r#"
+        for p in any verity signed sigend; do
+            $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.policy=$p) 2>$p.err || true
+            echo "$p: $($RDEXT status --json --root $ROOT | jq -c '[.[].extensions]')"
+            $RDEXT unmerge --root $ROOT --run-dir $RUN
+        done
+        grep -h skipping verity.err | sed 's/^/verity-err: /'
+        grep -h 'refusing' sigend.err | sed 's/^/sigend-err: /'
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(
+        marked(&run.stdout, "any: "),
+        [r#"[["alpha","beta","plaindir"],["alpha","beta","plaindir"],["gamma"]]"#]
+    );
+    for p in ["verity: ", "signed: ", "sigend: "] {
+        assert_eq!(marked(&run.stdout, p), [r#"["none","none","none"]"#], "{p}");
+    }
+    let errors = marked(&run.stdout, "verity-err: ");
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("root partition is unprotected")),
+        "{errors:?}"
+    );
+    assert!(errors
+        .iter()
+        .any(|e| e.contains("/var/lib/extensions/plaindir:")));
+    assert_eq!(marked(&run.stdout, "sigend-err: ").len(), 1);
 }

@@ -79,8 +79,23 @@ pub struct LoopDevice {
     pub path: PathBuf,
 }
 
-/// Attach `backing` (an open image file) read-only to a free loop device.
-pub fn attach_read_only(backing: BorrowedFd<'_>, name: &str) -> SysResult<LoopDevice> {
+/// Which bytes of the backing file the device shows; a size of 0 means "to
+/// the end". Lets one DDI partition be mapped without a partition scan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Start in bytes.
+    pub offset: u64,
+    /// Length in bytes, 0 for all.
+    pub size: u64,
+}
+
+/// Attach `window` of `backing` (an open image file) read-only to a free
+/// loop device.
+pub fn attach_read_only(
+    backing: BorrowedFd<'_>,
+    name: &str,
+    window: Window,
+) -> SysResult<LoopDevice> {
     let control = rustix::fs::open(
         "/dev/loop-control",
         OFlags::RDWR | OFlags::CLOEXEC,
@@ -106,8 +121,8 @@ pub fn attach_read_only(backing: BorrowedFd<'_>, name: &str) -> SysResult<LoopDe
                 lo_device: 0,
                 lo_inode: 0,
                 lo_rdevice: 0,
-                lo_offset: 0,
-                lo_sizelimit: 0,
+                lo_offset: window.offset,
+                lo_sizelimit: window.size,
                 lo_number: 0,
                 lo_encrypt_type: 0,
                 lo_encrypt_key_size: 0,

@@ -1,0 +1,381 @@
+//! What protects an image, and setting that protection up: the root hash
+//! (sidecar, signature partition or the DPS UUID rule), the hash tree (a
+//! DDI verity partition or a `.verity` sidecar), the signature, and the
+//! image policy's verdict, then a dm-verity device through `sys::dm`.
+//!
+//! "Signed" means signed: when the policy asks for a signature check and
+//! it fails, the image is refused; there is no fallback to plain verity
+//! (unlike systemd's default, kairos#4425).
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::ddi::{self, Arch, DataDesignator, DdiLayout, RootHash, VeritySuperblock};
+use crate::image::Format;
+use crate::policy::{self, Decision, ImagePolicy, Protection};
+use crate::signature::{self, TrustedCert};
+use crate::sys::dm::{Control, DmDevice};
+use crate::sys::loopdev::{self, LoopDevice, Window};
+
+/// Why an image's protection cannot be established or is not enough.
+#[derive(Debug, thiserror::Error)]
+pub enum VerityError {
+    /// Reading the image or its sidecars failed, or they are malformed.
+    #[error("{0}")]
+    Format(#[from] ddi::DdiError),
+    /// The image policy refuses what was found.
+    #[error("{0}")]
+    Policy(#[from] policy::PolicyViolation),
+    /// The policy lists the partition as unused.
+    #[error("policy ignores the {0} partition, leaving nothing to mount")]
+    Ignored(&'static str),
+    /// The policy wants the signature checked and the check failed.
+    #[error("signature check failed: {0}")]
+    Signature(String),
+    /// A root hash without a hash tree to check it against.
+    #[error("root hash given but no .verity hash tree next to the image")]
+    NoHashTree,
+    /// Sidecar and signature disagree.
+    #[error(
+        "root hash {sidecar} from the sidecar differs from {signed} in the signature partition"
+    )]
+    HashMismatch {
+        /// From `.roothash`.
+        sidecar: String,
+        /// From the signature JSON.
+        signed: String,
+    },
+    /// Not a file system rdext can mount.
+    #[error("{0}")]
+    Unrecognized(String),
+    /// The kernel refused a step.
+    #[error("{0}")]
+    Sys(#[from] crate::sys::SysError),
+}
+
+/// A byte range of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// Start in bytes.
+    pub offset: u64,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+impl From<Region> for Window {
+    fn from(r: Region) -> Window {
+        Window {
+            offset: r.offset,
+            size: r.size,
+        }
+    }
+}
+
+/// Where the hash tree is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashTree {
+    /// A partition of the image itself.
+    Partition(Region),
+    /// A `.verity` file next to it.
+    Sidecar(PathBuf),
+}
+
+/// Everything known about an image before anything is activated; `rdext
+/// verify` prints it.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// "ddi" or the file system of a naked image.
+    pub kind: String,
+    /// The DDI's partitions, for display: (designator or label, offset, size).
+    pub partitions: Vec<(String, u64, u64)>,
+    /// Root or usr.
+    pub designator: policy::Designator,
+    /// The file system's bytes.
+    pub data: Region,
+    /// The hash tree, if any.
+    pub hash_tree: Option<HashTree>,
+    /// The root hash, if known.
+    pub root_hash: Option<Vec<u8>>,
+    /// Where the root hash came from.
+    pub root_hash_source: Option<&'static str>,
+    /// DER PKCS#7 over the hex root hash, if any.
+    pub signature: Option<Vec<u8>>,
+}
+
+impl Inspection {
+    /// What was found, in the policy's terms.
+    pub fn protection(&self) -> Protection {
+        match (&self.hash_tree, &self.root_hash, &self.signature) {
+            (Some(_), Some(_), Some(_)) => Protection::Signed,
+            (Some(_), Some(_), None) => Protection::Verity,
+            _ => Protection::Unprotected,
+        }
+    }
+
+    /// The root hash as lowercase hex.
+    pub fn root_hash_hex(&self) -> Option<String> {
+        self.root_hash.as_deref().map(hex)
+    }
+}
+
+/// Lowercase hex, the form signatures are made over.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn designator_of(d: DataDesignator) -> policy::Designator {
+    match d {
+        DataDesignator::Root => policy::Designator::Root,
+        DataDesignator::Usr => policy::Designator::Usr,
+    }
+}
+
+/// Inspect an open raw image (`path` is its resolved path, for sidecars).
+/// `naked` is the file system probed at the start, None for a GPT image.
+pub fn inspect(file: &File, path: &Path, naked: Option<Format>) -> Result<Inspection, VerityError> {
+    let size = file.metadata().map_err(ddi::DdiError::Io)?.len();
+    let sidecars = ddi::find_sidecars(path)?;
+    if let Some(format) = naked {
+        let hash_tree = sidecars.verity_data.clone().map(HashTree::Sidecar);
+        if sidecars.root_hash.is_some() && hash_tree.is_none() {
+            return Err(VerityError::NoHashTree);
+        }
+        let designator = sidecars
+            .root_hash
+            .as_ref()
+            .map_or(DataDesignator::Root, |h| h.designator);
+        return Ok(Inspection {
+            kind: format.fstype().to_string(),
+            partitions: Vec::new(),
+            designator: designator_of(designator),
+            data: Region { offset: 0, size },
+            hash_tree,
+            root_hash_source: sidecars.root_hash.as_ref().map(|_| "sidecar"),
+            root_hash: sidecars.root_hash.map(|h| h.bytes),
+            signature: sidecars.signature,
+        });
+    }
+    let partitions = ddi::read_partitions(file, size)?;
+    let native = Arch::native().unwrap_or(Arch::X86_64);
+    let layout = ddi::select_layout(file, &partitions, native, sidecars.root_hash.as_ref())?;
+    let signed = match &layout.signature {
+        Some(part) => Some(ddi::read_verity_sig(file, part)?),
+        None => None,
+    };
+    let (root_hash, source) = match (&sidecars.root_hash, &signed) {
+        (Some(RootHash { bytes, .. }), Some(sig)) if *bytes != sig.root_hash => {
+            return Err(VerityError::HashMismatch {
+                sidecar: hex(bytes),
+                signed: hex(&sig.root_hash),
+            })
+        }
+        (Some(h), _) => (Some(h.bytes.clone()), Some("sidecar")),
+        (None, Some(sig)) => (Some(sig.root_hash.clone()), Some("signature partition")),
+        (None, None) => (layout.guessed_root_hash(), Some("partition UUIDs")),
+    };
+    let root_hash_source = root_hash.as_ref().and(source);
+    let signature = sidecars.signature.or(signed.map(|s| s.signature));
+    Ok(Inspection {
+        kind: "ddi".to_string(),
+        partitions: describe(&layout),
+        designator: designator_of(layout.designator),
+        data: region(&layout.data),
+        hash_tree: layout
+            .verity
+            .as_ref()
+            .map(|p| HashTree::Partition(region(p))),
+        root_hash,
+        root_hash_source,
+        signature,
+    })
+}
+
+fn region(p: &ddi::GptPartition) -> Region {
+    Region {
+        offset: p.offset,
+        size: p.size,
+    }
+}
+
+fn describe(layout: &DdiLayout) -> Vec<(String, u64, u64)> {
+    let name = match layout.designator {
+        DataDesignator::Root => "root",
+        DataDesignator::Usr => "usr",
+    };
+    let mut out = vec![(name.to_string(), layout.data.offset, layout.data.size)];
+    if let Some(v) = &layout.verity {
+        out.push((format!("{name}-verity"), v.offset, v.size));
+    }
+    if let Some(s) = &layout.signature {
+        out.push((format!("{name}-verity-sig"), s.offset, s.size));
+    }
+    out
+}
+
+/// How the image will be set up, after the policy and the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Mount the data directly.
+    Unprotected,
+    /// dm-verity with the root hash, no signature checked.
+    Verity,
+    /// dm-verity, signature verified by rdext against verity.d.
+    Signed {
+        /// Subject of the certificate that signed.
+        signer: String,
+        /// The trusted certificate file.
+        cert: PathBuf,
+    },
+}
+
+/// Apply `policy` to what `inspection` found; check the signature when the
+/// policy needs it. `now` is the time certificates must be valid at.
+pub fn judge(
+    inspection: &Inspection,
+    policy: &ImagePolicy,
+    trusted: &[TrustedCert],
+    now: u64,
+) -> Result<Verdict, VerityError> {
+    let other = match inspection.designator {
+        policy::Designator::Usr => policy::Designator::Root,
+        _ => policy::Designator::Usr,
+    };
+    policy.check(other, None)?;
+    match policy.check(inspection.designator, Some(inspection.protection()))? {
+        Decision::Ignore => Err(VerityError::Ignored(inspection.designator.as_str())),
+        Decision::Use(Protection::Signed) => {
+            let (Some(signature), Some(hash)) = (&inspection.signature, inspection.root_hash_hex())
+            else {
+                return Err(VerityError::Signature("no signature".into()));
+            };
+            let verified = signature::verify_root_hash(signature, &hash, trusted, now)
+                .map_err(|e| VerityError::Signature(e.to_string()))?;
+            Ok(Verdict::Signed {
+                signer: verified.signer_subject,
+                cert: verified.cert_path,
+            })
+        }
+        Decision::Use(Protection::Verity) => Ok(Verdict::Verity),
+        Decision::Use(_) => Ok(Verdict::Unprotected),
+    }
+}
+
+/// A block device holding the image's file system, and what keeps it alive
+/// until it is mounted.
+#[derive(Debug)]
+pub struct Activated {
+    /// The device to mount, e.g. `/dev/loop3` or `/dev/dm-1`.
+    pub device: PathBuf,
+    /// Its device number, to check the mount is on it.
+    pub dev: u64,
+    /// Loop devices to hold open until the mount holds them.
+    pub loops: Vec<LoopDevice>,
+    /// The verity device, to schedule for removal once mounted.
+    pub dm_name: Option<String>,
+}
+
+/// Attach the image as `verdict` says: a loop device over the data, and for
+/// verity a second one over the hash tree with a dm-verity device on top
+/// (reused when one for the same root hash exists).
+pub fn activate(
+    file: &File,
+    path: &Path,
+    inspection: &Inspection,
+    verdict: &Verdict,
+) -> Result<Activated, VerityError> {
+    let name = path.to_string_lossy();
+    let data = loopdev::attach_read_only(file.as_fd(), &name, inspection.data.into())?;
+    let (Some(hash_tree), Some(root_hash)) = (&inspection.hash_tree, inspection.root_hash_hex())
+    else {
+        return Ok(plain(data));
+    };
+    if *verdict == Verdict::Unprotected {
+        return Ok(plain(data));
+    }
+    let (hash_file, window) = match hash_tree {
+        HashTree::Partition(region) => (
+            file.try_clone().map_err(ddi::DdiError::Io)?,
+            (*region).into(),
+        ),
+        HashTree::Sidecar(p) => (
+            File::open(p).map_err(|source| ddi::DdiError::File {
+                path: p.clone(),
+                source,
+            })?,
+            Window::default(),
+        ),
+    };
+    let mut head = vec![0u8; ddi::VERITY_SUPERBLOCK_SIZE];
+    hash_file
+        .read_exact_at(&mut head, window.offset)
+        .map_err(ddi::DdiError::Io)?;
+    let superblock = ddi::parse_verity_superblock(&head)?;
+    let hash = loopdev::attach_read_only(hash_file.as_fd(), &name, window)?;
+    let dm_name = format!("rdext-{root_hash}");
+    let device = open_verity(&dm_name, &superblock, &data, &hash, &root_hash)?;
+    Ok(Activated {
+        device: PathBuf::from(format!("/dev/dm-{}", rustix::fs::minor(device.dev))),
+        dev: device.dev,
+        loops: vec![data, hash],
+        dm_name: Some(dm_name),
+    })
+}
+
+fn plain(data: LoopDevice) -> Activated {
+    let dev = rustix::fs::fstat(&data.device)
+        .map(|s| s.st_rdev)
+        .unwrap_or(0);
+    Activated {
+        device: data.path.clone(),
+        dev,
+        loops: vec![data],
+        dm_name: None,
+    }
+}
+
+fn dev_name(device: &LoopDevice) -> Result<String, VerityError> {
+    let stat = rustix::fs::fstat(&device.device)
+        .map_err(|e| crate::sys::SysError::new("stat", device.path.display(), e))?;
+    Ok(format!(
+        "{}:{}",
+        rustix::fs::major(stat.st_rdev),
+        rustix::fs::minor(stat.st_rdev)
+    ))
+}
+
+fn open_verity(
+    dm_name: &str,
+    superblock: &VeritySuperblock,
+    data: &LoopDevice,
+    hash: &LoopDevice,
+    root_hash: &str,
+) -> Result<DmDevice, VerityError> {
+    let control = Control::open()?;
+    if let Some((device, target, params)) = control.table(dm_name)? {
+        // Same name means same root hash; the table must say so too.
+        if target == "verity" && params.split_whitespace().any(|w| w == root_hash) {
+            log::debug!("reusing dm-verity device {dm_name}");
+            return Ok(device);
+        }
+    }
+    let table = superblock.dm_table(&dev_name(data)?, &dev_name(hash)?, root_hash, 1, &[]);
+    let sectors = superblock.data_blocks * u64::from(superblock.data_block_size) / 512;
+    let uuid = format!("RDEXT-VERITY-{root_hash}");
+    Ok(control.create_read_only(
+        dm_name,
+        &uuid[..uuid.len().min(128)],
+        "verity",
+        sectors,
+        &table,
+    )?)
+}
+
+/// Once the file system is mounted, let the verity device go away with it.
+pub fn release_when_unmounted(dm_name: &str) {
+    match Control::open().and_then(|c| c.remove(dm_name, true)) {
+        Ok(()) => {}
+        Err(e) => log::debug!("cannot schedule removal of {dm_name}: {e}"),
+    }
+}
