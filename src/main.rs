@@ -18,6 +18,8 @@ commands:
   list      show every image found and whether it would merge, and why
   status    show the merged hierarchies
   unmerge   remove the merged overlays
+  verify IMAGE...  show an image's partitions, root hash, signer and the
+                   policy's verdict (as a sysext; --confext to judge as one)
 
 options:
   --root DIR          root to extend (default: /sysroot in an initrd, else /)
@@ -32,13 +34,15 @@ options:
                       in an initrd, then ROOT/etc/rdext.conf)
   --verity-dir DIR    trusted *.crt signing certificates, repeatable, earlier wins
                       (default: the verity.d directories of the initrd, then of ROOT)
-  --json              JSON output for list and status
+  --json              JSON output for list, status and verify
   --debug             verbose logging
 ";
 
 #[derive(Debug, Default)]
 struct Args {
     command: String,
+    operands: Vec<PathBuf>,
+    confext: bool,
     root: Option<PathBuf>,
     initrd_root: Option<PathBuf>,
     run_dir: Option<PathBuf>,
@@ -71,7 +75,9 @@ fn parse_args() -> Result<Args> {
                 print!("{USAGE}");
                 std::process::exit(0);
             }
+            Long("confext") => args.confext = true,
             Value(v) if args.command.is_empty() => args.command = v.string()?,
+            Value(v) if args.command == "verify" => args.operands.push(v.into()),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -183,6 +189,7 @@ fn run(args: Args) -> Result<()> {
     match args.command.as_str() {
         "merge" => merge_command(opts, settings.cmdline()),
         "list" => list_command(&opts, args.json),
+        "verify" => verify_command(&opts, &args),
         "status" => status_command(&opts, args.json),
         "unmerge" => {
             let removed = merge::unmerge(&opts.root, &opts.classes, &opts.run_dir)?;
@@ -288,6 +295,52 @@ fn list_command(opts: &Options, json: bool) -> Result<()> {
             verdict,
             r.display_entry()
         );
+    }
+    Ok(())
+}
+
+fn verify_command(opts: &Options, args: &Args) -> Result<()> {
+    if args.operands.is_empty() {
+        bail!("verify needs an image path");
+    }
+    let class = if args.confext {
+        Class::Confext
+    } else {
+        Class::Sysext
+    };
+    let mut all_accepted = true;
+    for image in &args.operands {
+        let report = merge::verify(opts, class, image)?;
+        all_accepted &= report.accepted;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            continue;
+        }
+        println!("image:      {}", report.image.display());
+        println!("kind:       {}", report.kind);
+        for (name, offset, size) in &report.partitions {
+            println!("partition:  {name} at {offset}, {size} bytes");
+        }
+        let hash = report.root_hash.as_deref().unwrap_or("none");
+        let source = report
+            .root_hash_source
+            .map(|s| format!(" (from {s})"))
+            .unwrap_or_default();
+        println!("root hash:  {hash}{source}");
+        println!(
+            "signature:  {}",
+            if report.signed { "present" } else { "none" }
+        );
+        println!("policy:     {}", report.policy);
+        let word = if report.accepted {
+            "accepted"
+        } else {
+            "refused"
+        };
+        println!("verdict:    {word}: {}", report.verdict);
+    }
+    if !all_accepted {
+        bail!("refused by the policy");
     }
     Ok(())
 }

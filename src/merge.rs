@@ -336,7 +336,17 @@ pub struct ClassOutcome {
 pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>, MergeError> {
     let started = Instant::now();
     if let Some(dir) = &opts.modules_dir {
-        modules::preload(dir, &["loop", "overlay", "squashfs", "erofs"]);
+        modules::preload(
+            dir,
+            &[
+                "loop",
+                "overlay",
+                "squashfs",
+                "erofs",
+                "dm-mod",
+                "dm-verity",
+            ],
+        );
     }
     let host = match host_release(&opts.root) {
         Ok(host) => host,
@@ -413,13 +423,22 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
     let examined = examine(opts, class, host, Some(&workspace))?;
     let mut failures = Vec::new();
     for report in &examined.reports {
-        if let Verdict::Rejected(reason) = &report.verdict {
-            log::warn!(
-                "skipping {} {}: {reason}",
+        match &report.verdict {
+            Verdict::Rejected(reason) => {
+                log::warn!(
+                    "skipping {} {}: {reason}",
+                    class.name(),
+                    report.display_entry()
+                );
+                failures.push(report.display_entry());
+            }
+            Verdict::Accepted => log::info!(
+                "using {} {} ({})",
                 class.name(),
-                report.display_entry()
-            );
-            failures.push(report.display_entry());
+                report.display_entry(),
+                report.protection.as_deref().unwrap_or("unprotected")
+            ),
+            _ => {}
         }
     }
     if opts.strict && !failures.is_empty() {
@@ -530,6 +549,74 @@ pub fn list(opts: &Options) -> Result<Vec<ImageReport>> {
         reports.extend(examine(opts, class, &host, workspace.as_ref())?.reports);
     }
     Ok(reports)
+}
+
+/// What `rdext verify` reports about one image file.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// The image.
+    pub image: PathBuf,
+    /// "ddi" or the file system of a naked image.
+    pub kind: String,
+    /// DDI partitions: name, offset, size.
+    pub partitions: Vec<(String, u64, u64)>,
+    /// The root hash as hex.
+    pub root_hash: Option<String>,
+    /// Where it came from.
+    pub root_hash_source: Option<&'static str>,
+    /// Whether a signature is present.
+    pub signed: bool,
+    /// The policy applied, canonical form.
+    pub policy: String,
+    /// "signed by …", "verity", "unprotected", or the refusal.
+    pub verdict: String,
+    /// Whether the policy accepts the image.
+    pub accepted: bool,
+}
+
+/// Inspect one image file and judge it as `merge` would for `class`,
+/// without activating anything.
+pub fn verify(opts: &Options, class: Class, image: &Path) -> Result<VerifyReport> {
+    let file =
+        std::fs::File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
+    let naked = match image::probe(&file) {
+        Ok(format) => Some(format),
+        Err(image::ImageError::PartitionTable) => None,
+        Err(e) => bail!("{}: {e}", image.display()),
+    };
+    let inspection =
+        verity::inspect(&file, image, naked).with_context(|| image.display().to_string())?;
+    let candidate = Candidate {
+        name: String::new(),
+        entry: image.to_path_buf(),
+        origin: Origin::Target,
+        path: image.to_path_buf(),
+        kind: discover::SourceKind::RawFile,
+        version: None,
+    };
+    let policy = opts.policy_for(class, &candidate);
+    let (trusted, warnings) = signature::load_trusted(&opts.verity_dirs);
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let judged = verity::judge(&inspection, &policy, &trusted, now);
+    Ok(VerifyReport {
+        image: image.to_path_buf(),
+        kind: inspection.kind.clone(),
+        partitions: inspection.partitions.clone(),
+        root_hash: inspection.root_hash_hex(),
+        root_hash_source: inspection.root_hash_source,
+        signed: inspection.signature.is_some(),
+        policy: policy.to_string(),
+        accepted: judged.is_ok(),
+        verdict: match judged {
+            Ok(v) => describe_protection(&v),
+            Err(e) => e.to_string(),
+        },
+    })
 }
 
 /// One row of `rdext status`, as systemd-sysext prints it.

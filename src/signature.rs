@@ -643,8 +643,10 @@ mod tests {
     const ROOT_HASH: &str = "8f4ac4bb55b2a1e58f2a6e0b8e2b5f6f0e4c4b1f6ad3e6b0f95a8e2c2b7c1d9e";
     const OTHER_HASH: &str = "0d1f3e5a7c9b2d4f6e8a0c2e4f6a8b0d1c3e5f7a9b1d3f5e7a9c1b3d5f7e9a1c";
 
-    // Signature styles: the openssl sub-command and its flags.
+    // Signature styles: the openssl sub-command and its flags. SMIME_NOATTR is what the
+    // sysext docs suggest for .roothash.p7s files, REPART what systemd-repart embeds in DDIs.
     const SMIME_NOATTR: &str = "smime -nocerts -noattr";
+    const REPART: &str = "smime -noattr";
     const SMIME: &str = "smime";
     const CMS: &str = "cms";
 
@@ -774,7 +776,7 @@ mod tests {
         f.cert("p256", P256, "");
         let trusted = f.trust(&["p256", "rsa"]);
         for (signer, index) in [("rsa", 1), ("p256", 0)] {
-            for style in [SMIME_NOATTR, SMIME, CMS] {
+            for style in [SMIME_NOATTR, REPART, SMIME, CMS] {
                 let sig = f.sign(style, "hash", &[signer]);
                 let verified = verify_root_hash(&sig, ROOT_HASH, &trusted, now())
                     .unwrap_or_else(|e| panic!("{signer} {style}: {e}"));
