@@ -42,6 +42,24 @@ impl KernelCmdline {
             .map(|(_, v)| v.as_deref().unwrap_or("1"))
     }
 
+    /// The `MODULE.PARAM=VALUE` options for `module`, as the parameter
+    /// string `finit_module` takes: the kernel leaves these to whoever loads
+    /// the module (kmod does the same).
+    pub fn module_options(&self, module: &str) -> String {
+        let prefix = format!("{}.", module.replace('-', "_"));
+        let mut out = Vec::new();
+        for (key, value) in &self.params {
+            let key = key.replace('-', "_");
+            let Some(param) = key.strip_prefix(&prefix) else { continue };
+            match value {
+                Some(v) if v.contains(char::is_whitespace) => out.push(format!("{param}=\"{v}\"")),
+                Some(v) => out.push(format!("{param}={v}")),
+                None => out.push(param.to_string()),
+            }
+        }
+        out.join(" ")
+    }
+
     /// `get` parsed as a systemd boolean; Some(Err) message if the value is not
     /// a boolean, so the caller can warn instead of guessing.
     pub fn get_bool(&self, key: &str) -> Option<Result<bool, String>> {
@@ -83,6 +101,16 @@ fn keys_equal(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{parse_bool, KernelCmdline};
+
+    #[test]
+    fn module_options_for_finit_module() {
+        let c = KernelCmdline::parse(
+            "quiet dm_verity.require_signatures=1 dm-verity.x=\"a b\" loop.max_loop=4 dm_verityx.y=2 dm_verity.flag\n",
+        );
+        assert_eq!(c.module_options("dm-verity"), "require_signatures=1 x=\"a b\" flag");
+        assert_eq!(c.module_options("loop"), "max_loop=4");
+        assert_eq!(c.module_options("erofs"), "");
+    }
 
     fn get(text: &str, key: &str) -> Option<String> {
         KernelCmdline::parse(text).get(key).map(str::to_owned)

@@ -168,6 +168,7 @@ fn run(args: Args) -> Result<()> {
             Path::new("/lib/modules").join(release)
         })),
         required: settings.list("required"),
+        cmdline: settings.cmdline().clone(),
         policy: policy_choice(&settings),
         verity_dirs: if args.verity_dirs.is_empty() {
             let mut bases = Vec::new();

@@ -13,6 +13,7 @@ use rustix::fs::OFlags;
 use serde::Serialize;
 
 use crate::class::Class;
+use crate::cmdline::KernelCmdline;
 use crate::discover::{self, Candidate, Finding, Origin, SearchRoot};
 use crate::image::{self, Trust};
 use crate::modules;
@@ -44,6 +45,8 @@ pub struct Options {
     /// The running kernel's modules, to load loop/overlay/squashfs/erofs
     /// from before they are needed.
     pub modules_dir: Option<PathBuf>,
+    /// The kernel command line, for the options of modules rdext loads.
+    pub cmdline: KernelCmdline,
     /// Extensions whose absence must stop the boot.
     pub required: Vec<String>,
     /// Which image policy applies.
@@ -267,6 +270,7 @@ fn describe_protection(verdict: &verity::Verdict) -> String {
         verity::Verdict::Unprotected => "unprotected".to_string(),
         verity::Verdict::Verity => "verity".to_string(),
         verity::Verdict::Signed { signer, .. } => format!("signed by {signer}"),
+        verity::Verdict::KernelSigned { .. } => "signed, checked by the kernel keyring".to_string(),
     }
 }
 
@@ -336,17 +340,8 @@ pub struct ClassOutcome {
 pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>, MergeError> {
     let started = Instant::now();
     if let Some(dir) = &opts.modules_dir {
-        modules::preload(
-            dir,
-            &[
-                "loop",
-                "overlay",
-                "squashfs",
-                "erofs",
-                "dm-mod",
-                "dm-verity",
-            ],
-        );
+        let names = ["loop", "overlay", "squashfs", "erofs", "dm-mod", "dm-verity"];
+        modules::preload(dir, &names, &opts.cmdline);
     }
     let host = match host_release(&opts.root) {
         Ok(host) => host,
@@ -603,6 +598,8 @@ pub fn verify(opts: &Options, class: Class, image: &Path) -> Result<VerifyReport
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let judged = verity::judge(&inspection, &policy, &trusted, now);
+    // Only activation can tell whether the kernel's keyrings accept it.
+    let undecided = matches!(judged, Ok(verity::Verdict::KernelSigned { .. }));
     Ok(VerifyReport {
         image: image.to_path_buf(),
         kind: inspection.kind.clone(),
@@ -611,8 +608,11 @@ pub fn verify(opts: &Options, class: Class, image: &Path) -> Result<VerifyReport
         root_hash_source: inspection.root_hash_source,
         signed: inspection.signature.is_some(),
         policy: policy.to_string(),
-        accepted: judged.is_ok(),
+        accepted: judged.is_ok() && !undecided,
         verdict: match judged {
+            Ok(verity::Verdict::KernelSigned { userspace }) => {
+                format!("{userspace}; only the kernel keyring could accept it")
+            }
             Ok(v) => describe_protection(&v),
             Err(e) => e.to_string(),
         },

@@ -16,6 +16,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::cmdline::KernelCmdline;
+
 /// Normalise a module name as the kernel does: `-` and `_` are the same.
 pub fn normalize(name: &str) -> String {
     name.replace('-', "_")
@@ -70,9 +72,10 @@ fn parse_dep(text: &str) -> Vec<(String, DepEntry)> {
 }
 
 /// Load `names` (and their dependencies) from `modules_dir` (the running
-/// kernel's `/lib/modules/$(uname -r)`). Missing modules are not an error:
-/// they may be built in, or the kernel may autoload them later.
-pub fn preload(modules_dir: &Path, names: &[&str]) {
+/// kernel's `/lib/modules/$(uname -r)`), with their options from the kernel
+/// command line. Missing modules are not an error: they may be built in, or
+/// the kernel may autoload them later.
+pub fn preload(modules_dir: &Path, names: &[&str], cmdline: &KernelCmdline) {
     let Ok(text) = fs::read_to_string(modules_dir.join("modules.dep")) else {
         log::debug!(
             "no {}/modules.dep; relying on the kernel for modules",
@@ -96,7 +99,8 @@ pub fn preload(modules_dir: &Path, names: &[&str]) {
             if !done.insert(module.clone()) || Path::new("/sys/module").join(&module).exists() {
                 continue;
             }
-            match load(&modules_dir.join(path), compression) {
+            let options = cmdline.module_options(&module);
+            match load(&modules_dir.join(path), compression, &options) {
                 Ok(()) => log::debug!("loaded module {module}"),
                 Err(e) => log::debug!("cannot load module {module}: {e}"),
             }
@@ -104,7 +108,7 @@ pub fn preload(modules_dir: &Path, names: &[&str]) {
     }
 }
 
-fn load(path: &Path, kernel_decompresses: bool) -> io::Result<()> {
+fn load(path: &Path, kernel_decompresses: bool, options: &str) -> io::Result<()> {
     const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
     let compressed = [".xz", ".zst", ".gz"]
         .iter()
@@ -120,7 +124,8 @@ fn load(path: &Path, kernel_decompresses: bool) -> io::Result<()> {
     } else {
         0
     };
-    match rustix::system::finit_module(&file, c"", flags) {
+    let options = std::ffi::CString::new(options).map_err(io::Error::other)?;
+    match rustix::system::finit_module(&file, &options, flags) {
         Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
         Err(e) => Err(e.into()),
     }

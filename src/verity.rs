@@ -228,6 +228,12 @@ pub enum Verdict {
         /// The trusted certificate file.
         cert: PathBuf,
     },
+    /// dm-verity with the signature left to the kernel's keyrings: the
+    /// signer is not in verity.d, so only the kernel can vouch for it.
+    KernelSigned {
+        /// Why verity.d did not do.
+        userspace: String,
+    },
 }
 
 /// Apply `policy` to what `inspection` found; check the signature when the
@@ -250,12 +256,16 @@ pub fn judge(
             else {
                 return Err(VerityError::Signature("no signature".into()));
             };
-            let verified = signature::verify_root_hash(signature, &hash, trusted, now)
-                .map_err(|e| VerityError::Signature(e.to_string()))?;
-            Ok(Verdict::Signed {
-                signer: verified.signer_subject,
-                cert: verified.cert_path,
-            })
+            match signature::verify_root_hash(signature, &hash, trusted, now) {
+                Ok(verified) => Ok(Verdict::Signed {
+                    signer: verified.signer_subject,
+                    cert: verified.cert_path,
+                }),
+                Err(e @ signature::SignatureError::NotTrusted(_)) => {
+                    Ok(Verdict::KernelSigned { userspace: e.to_string() })
+                }
+                Err(e) => Err(VerityError::Signature(e.to_string())),
+            }
         }
         Decision::Use(Protection::Verity) => Ok(Verdict::Verity),
         Decision::Use(_) => Ok(Verdict::Unprotected),
@@ -314,7 +324,30 @@ pub fn activate(
     let superblock = ddi::parse_verity_superblock(&head)?;
     let hash = loopdev::attach_read_only(hash_file.as_fd(), &name, window)?;
     let dm_name = format!("rdext-{root_hash}");
-    let device = open_verity(&dm_name, &superblock, &data, &hash, &root_hash)?;
+    // The kernel checks the signature itself when verity.d could not, and
+    // whenever it insists (dm_verity.require_signatures=1).
+    let kernel_check = match (verdict, &inspection.signature) {
+        (Verdict::KernelSigned { userspace }, Some(sig)) => Some((sig, Some(userspace.as_str()))),
+        (Verdict::Signed { .. }, Some(sig)) if kernel_requires_signatures() => Some((sig, None)),
+        _ => None,
+    };
+    let key = match kernel_check {
+        Some((sig, _)) => {
+            let description = format!("rdext:{root_hash}");
+            crate::sys::keyring::add_user_key(&description, sig)?;
+            Some(description)
+        }
+        None => None,
+    };
+    let device = open_verity(&dm_name, &superblock, &data, &hash, &root_hash, key.as_deref())
+        .map_err(|e| match (kernel_check, e) {
+            (Some((_, userspace)), VerityError::Sys(sys)) => VerityError::Signature(format!(
+                "{}the kernel keyring refused it: {}",
+                userspace.map(|u| format!("{u}; ")).unwrap_or_default(),
+                sys.errno
+            )),
+            (_, e) => e,
+        })?;
     Ok(Activated {
         device: PathBuf::from(format!("/dev/dm-{}", rustix::fs::minor(device.dev))),
         dev: device.dev,
@@ -345,12 +378,20 @@ fn dev_name(device: &LoopDevice) -> Result<String, VerityError> {
     ))
 }
 
+/// Whether dm-verity refuses tables without a signature
+/// (`dm_verity.require_signatures=1`).
+fn kernel_requires_signatures() -> bool {
+    std::fs::read_to_string("/sys/module/dm_verity/parameters/require_signatures")
+        .is_ok_and(|v| v.trim() == "Y" || v.trim() == "1")
+}
+
 fn open_verity(
     dm_name: &str,
     superblock: &VeritySuperblock,
     data: &LoopDevice,
     hash: &LoopDevice,
     root_hash: &str,
+    signature_key: Option<&str>,
 ) -> Result<DmDevice, VerityError> {
     let control = Control::open()?;
     if let Some((device, target, params)) = control.table(dm_name)? {
@@ -360,7 +401,9 @@ fn open_verity(
             return Ok(device);
         }
     }
-    let table = superblock.dm_table(&dev_name(data)?, &dev_name(hash)?, root_hash, 1, &[]);
+    let key_opt = signature_key.map(|k| format!("root_hash_sig_key_desc {k}"));
+    let opts: Vec<&str> = key_opt.iter().map(String::as_str).collect();
+    let table = superblock.dm_table(&dev_name(data)?, &dev_name(hash)?, root_hash, 1, &opts);
     let sectors = superblock.data_blocks * u64::from(superblock.data_block_size) / 512;
     let uuid = format!("RDEXT-VERITY-{root_hash}");
     Ok(control.create_read_only(

@@ -6,6 +6,7 @@
 
 pub mod dm;
 pub mod fs;
+pub mod keyring;
 pub mod loopdev;
 pub mod mount;
 

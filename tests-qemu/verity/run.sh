@@ -12,12 +12,15 @@ trap 'rm -rf "$payload"' EXIT
 rm -rf "$payload/src"
 cp "$here/scenario.sh" "$payload/scenario.sh"
 console=$("$here/../fastboot/run.sh" "$payload") || { echo "$console"; exit 1; }
+kernel=$("$here/../fastboot/run.sh" "$payload" dm_verity.require_signatures=1) || { echo "$kernel"; exit 1; }
+console="$console
+$kernel"
 echo "$console" | grep -E '^(RESULT|TIMING|  \[)' || true
 expected="signed_ddi_merged signed_ddi_on_dm_verity devices_gone_after_unmerge signed_sidecar_merged
 verity_device_reused reused_device_gone_after_both_unmerged unsigned_refused_under_signed
 verity_accepts_unsigned_ddi verity_refuses_unprotected any_accepts_all wrong_root_hash_refused
 bad_signature_refused bad_signature_refused_by_default untrusted_signer_refused expired_signer_refused
-flipped_block_never_served required_missing_exit_3 verify_command"
+flipped_block_never_served required_missing_exit_3 verify_command kernel_signature_check_used"
 failed=0
 for name in $expected; do
     line=$(echo "$console" | grep -m1 "^RESULT $name " || true)
