@@ -50,7 +50,9 @@ impl KernelCmdline {
         let mut out = Vec::new();
         for (key, value) in &self.params {
             let key = key.replace('-', "_");
-            let Some(param) = key.strip_prefix(&prefix) else { continue };
+            let Some(param) = key.strip_prefix(&prefix) else {
+                continue;
+            };
             match value {
                 Some(v) if v.contains(char::is_whitespace) => out.push(format!("{param}=\"{v}\"")),
                 Some(v) => out.push(format!("{param}={v}")),
@@ -107,7 +109,10 @@ mod tests {
         let c = KernelCmdline::parse(
             "quiet dm_verity.require_signatures=1 dm-verity.x=\"a b\" loop.max_loop=4 dm_verityx.y=2 dm_verity.flag\n",
         );
-        assert_eq!(c.module_options("dm-verity"), "require_signatures=1 x=\"a b\" flag");
+        assert_eq!(
+            c.module_options("dm-verity"),
+            "require_signatures=1 x=\"a b\" flag"
+        );
         assert_eq!(c.module_options("loop"), "max_loop=4");
         assert_eq!(c.module_options("erofs"), "");
     }

@@ -340,7 +340,14 @@ pub struct ClassOutcome {
 pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>, MergeError> {
     let started = Instant::now();
     if let Some(dir) = &opts.modules_dir {
-        let names = ["loop", "overlay", "squashfs", "erofs", "dm-mod", "dm-verity"];
+        let names = [
+            "loop",
+            "overlay",
+            "squashfs",
+            "erofs",
+            "dm-mod",
+            "dm-verity",
+        ];
         modules::preload(dir, &names, &opts.cmdline);
     }
     let host = match host_release(&opts.root) {

@@ -83,29 +83,112 @@ pub fn preload(modules_dir: &Path, names: &[&str], cmdline: &KernelCmdline) {
         );
         return;
     };
-    let index: BTreeMap<String, DepEntry> = parse_dep(&text).into_iter().collect();
-    let compression = Path::new("/sys/module/compression").exists();
-    let mut done = HashSet::new();
+    let read = |name: &str| fs::read_to_string(modules_dir.join(name)).unwrap_or_default();
+    let mut loader = Loader {
+        dir: modules_dir,
+        cmdline,
+        index: parse_dep(&text).into_iter().collect(),
+        softdeps: parse_softdeps(&read("modules.softdep")),
+        aliases: parse_plain_aliases(&read("modules.alias")),
+        compression: Path::new("/sys/module/compression").exists(),
+        done: HashSet::new(),
+    };
     for name in names {
-        let Some(entry) = index.get(&normalize(name)) else {
-            log::debug!("module {name} is not in modules.dep (built in?)");
-            continue;
+        loader.load_name(name);
+    }
+}
+
+/// State of one `preload`: what modprobe would know, without libkmod.
+struct Loader<'a> {
+    dir: &'a Path,
+    cmdline: &'a KernelCmdline,
+    index: BTreeMap<String, DepEntry>,
+    softdeps: BTreeMap<String, Vec<String>>,
+    aliases: BTreeMap<String, Vec<String>>,
+    compression: bool,
+    done: HashSet<String>,
+}
+
+impl Loader<'_> {
+    /// Load a module by name or plain alias, soft dependencies (`pre:`)
+    /// first, as modprobe does: e.g. libcrc32c fails with ENOENT unless a
+    /// crc32c implementation is loaded before it.
+    fn load_name(&mut self, name: &str) {
+        let name = normalize(name);
+        let modules = match self.index.contains_key(&name) {
+            true => vec![name.clone()],
+            false => self.aliases.get(&name).cloned().unwrap_or_default(),
         };
-        // modules.dep lists every dependency, the deepest last.
-        for path in entry.deps.iter().rev().chain(std::iter::once(&entry.path)) {
-            let Some(module) = name_of(path) else {
+        if modules.is_empty() {
+            log::debug!("module {name} is not in modules.dep (built in?)");
+        }
+        for module in modules {
+            let Some(entry) = self.index.get(&module).cloned() else {
                 continue;
             };
-            if !done.insert(module.clone()) || Path::new("/sys/module").join(&module).exists() {
-                continue;
-            }
-            let options = cmdline.module_options(&module);
-            match load(&modules_dir.join(path), compression, &options) {
-                Ok(()) => log::debug!("loaded module {module}"),
-                Err(e) => log::debug!("cannot load module {module}: {e}"),
+            // modules.dep lists every dependency, the deepest last.
+            for path in entry.deps.iter().rev().chain(std::iter::once(&entry.path)) {
+                let Some(module) = name_of(path) else {
+                    continue;
+                };
+                if !self.done.insert(module.clone())
+                    || Path::new("/sys/module").join(&module).exists()
+                {
+                    continue;
+                }
+                for pre in self.softdeps.get(&module).cloned().unwrap_or_default() {
+                    self.load_name(&pre);
+                }
+                let options = self.cmdline.module_options(&module);
+                match load(&self.dir.join(path), self.compression, &options) {
+                    Ok(()) => log::debug!("loaded module {module}"),
+                    Err(e) => log::debug!("cannot load module {module}: {e}"),
+                }
             }
         }
     }
+}
+
+/// `softdep MODULE pre: A B post: C` → MODULE → [A, B].
+fn parse_softdeps(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("softdep") {
+            continue;
+        }
+        let Some(module) = words.next() else { continue };
+        let mut pre = Vec::new();
+        let mut in_pre = false;
+        for word in words {
+            match word {
+                "pre:" => in_pre = true,
+                "post:" => in_pre = false,
+                w if in_pre => pre.push(w.to_string()),
+                _ => {}
+            }
+        }
+        map.insert(normalize(module), pre);
+    }
+    map
+}
+
+/// `alias NAME MODULE` lines whose NAME has no wildcard.
+fn parse_plain_aliases(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("alias"), Some(alias), Some(module)) =
+            (words.next(), words.next(), words.next())
+        {
+            if !alias.contains(['*', '?', '[']) {
+                map.entry(normalize(alias))
+                    .or_default()
+                    .push(normalize(module));
+            }
+        }
+    }
+    map
 }
 
 fn load(path: &Path, kernel_decompresses: bool, options: &str) -> io::Result<()> {
@@ -602,6 +685,16 @@ mod tests {
         assert_eq!(name_of("extra/foo.ko").as_deref(), Some("foo"));
         assert_eq!(name_of("nonsense"), None);
         assert_eq!(normalize_alias("rtnl-link-ifb"), "rtnl_link_ifb");
+        let soft = parse_softdeps(
+            "softdep libcrc32c pre: crc32c post: x\nsoftdep a-b pre: c d\nnonsense\n",
+        );
+        assert_eq!(soft["libcrc32c"], ["crc32c"]);
+        assert_eq!(soft["a_b"], ["c", "d"]);
+        let aliases = parse_plain_aliases(
+            "alias crc32c crc32c_generic\nalias crc32c crc32c-intel\nalias pci:v* x\n",
+        );
+        assert_eq!(aliases["crc32c"], ["crc32c_generic", "crc32c_intel"]);
+        assert_eq!(aliases.len(), 1);
         assert_eq!(normalize_alias("pci:v*d[0-9]-x"), "pci:v*d[0-9]_x");
         let parsed = parse_dep("a/x.ko.zst: b/y.ko.zst c/z.ko.zst\n\ngarbage\n");
         assert_eq!(parsed.len(), 1);

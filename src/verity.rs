@@ -261,9 +261,9 @@ pub fn judge(
                     signer: verified.signer_subject,
                     cert: verified.cert_path,
                 }),
-                Err(e @ signature::SignatureError::NotTrusted(_)) => {
-                    Ok(Verdict::KernelSigned { userspace: e.to_string() })
-                }
+                Err(e @ signature::SignatureError::NotTrusted(_)) => Ok(Verdict::KernelSigned {
+                    userspace: e.to_string(),
+                }),
                 Err(e) => Err(VerityError::Signature(e.to_string())),
             }
         }
@@ -339,15 +339,22 @@ pub fn activate(
         }
         None => None,
     };
-    let device = open_verity(&dm_name, &superblock, &data, &hash, &root_hash, key.as_deref())
-        .map_err(|e| match (kernel_check, e) {
-            (Some((_, userspace)), VerityError::Sys(sys)) => VerityError::Signature(format!(
-                "{}the kernel keyring refused it: {}",
-                userspace.map(|u| format!("{u}; ")).unwrap_or_default(),
-                sys.errno
-            )),
-            (_, e) => e,
-        })?;
+    let device = open_verity(
+        &dm_name,
+        &superblock,
+        &data,
+        &hash,
+        &root_hash,
+        key.as_deref(),
+    )
+    .map_err(|e| match (kernel_check, e) {
+        (Some((_, userspace)), VerityError::Sys(sys)) => VerityError::Signature(format!(
+            "{}the kernel keyring refused it: {}",
+            userspace.map(|u| format!("{u}; ")).unwrap_or_default(),
+            sys.errno
+        )),
+        (_, e) => e,
+    })?;
     Ok(Activated {
         device: PathBuf::from(format!("/dev/dm-{}", rustix::fs::minor(device.dev))),
         dev: device.dev,

@@ -30,7 +30,9 @@ pub fn add_user_key(description: &str, payload: &[u8]) -> SysResult<()> {
     };
     if serial < 0 {
         return Err(err(Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO),
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
         )));
     }
     Ok(())

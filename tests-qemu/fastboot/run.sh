@@ -32,11 +32,11 @@ echo 'NAME="rdext fastboot"' >"$root/etc/initrd-release"
 # Modules rdext and the scenarios need, with their dependencies.
 moddir=$guest/rootfs/usr/lib/modules/$kver
 mkdir -p "$root/lib/modules/$kver"
-cp "$moddir"/modules.dep "$moddir"/modules.builtin "$root/lib/modules/$kver/"
-for m in loop squashfs erofs overlay dm-mod dm-verity; do
+cp "$moddir"/modules.{dep,builtin,softdep,alias} "$root/lib/modules/$kver/"
+for m in loop squashfs erofs overlay dm-mod dm-verity crc32c_generic crc32c-intel; do
     line=$(grep -E "(^|/)$m\.ko[^:]*:" "$moddir/modules.dep" || true)
     if [ -z "$line" ]; then
-        grep -qE "/$m\.ko" "$moddir/modules.builtin" || die "module $m not found"
+        grep -qE "/$m\.ko" "$moddir/modules.builtin" || log "module $m not found (not needed?)"
         continue
     fi
     for f in $(echo "$line" | tr -d ':'); do
