@@ -11,6 +11,7 @@ pub mod cmdline;
 pub mod config;
 pub mod ddi;
 pub mod discover;
+pub mod download;
 pub mod fetch;
 pub mod image;
 pub mod logger;

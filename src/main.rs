@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use rdext::class::Class;
 use rdext::cmdline::KernelCmdline;
 use rdext::config::Settings;
+use rdext::download::{self, DownloadMode, DownloadOptions};
 use rdext::merge::{self, MergeError, Options, PolicyChoice, Verdict};
 use rdext::policy::{self, ImagePolicy};
 
@@ -18,6 +19,9 @@ commands:
   list      show every image found and whether it would merge, and why
   status    show the merged hierarchies
   unmerge   remove the merged overlays
+  download  fetch missing extensions as systemd-sysupdate would (merge does
+            this first when downloads are on: rdext.download=missing|update|no,
+            default missing on first boot)
   verify IMAGE...  show an image's partitions, root hash, signer and the
                    policy's verdict (as a sysext; --confext to judge as one)
 
@@ -188,7 +192,16 @@ fn run(args: Args) -> Result<()> {
         },
     };
     match args.command.as_str() {
-        "merge" => merge_command(opts, settings.cmdline()),
+        "merge" => merge_command(opts, &settings),
+        "download" => {
+            let mode = download_mode(&settings, &opts.root);
+            download::run(&download_options(
+                &opts,
+                &settings,
+                mode.max(DownloadMode::Missing),
+            ));
+            Ok(())
+        }
         "list" => list_command(&opts, args.json),
         "verify" => verify_command(&opts, &args),
         "status" => status_command(&opts, args.json),
@@ -248,10 +261,44 @@ fn cmdline_flag(cmdline: &KernelCmdline, key: &str) -> Option<bool> {
     }
 }
 
-fn merge_command(mut opts: Options, cmdline: &KernelCmdline) -> Result<()> {
+/// `download` from the settings, else missing on first boot and no later.
+fn download_mode(settings: &Settings, root: &Path) -> DownloadMode {
+    match settings.get("download") {
+        Some(s) => DownloadMode::parse(&s.value).unwrap_or_else(|| {
+            log::error!(
+                "download={} from {} is not missing, update or no; not downloading",
+                s.value,
+                s.source
+            );
+            DownloadMode::No
+        }),
+        None if download::first_boot(root, settings.cmdline()) => DownloadMode::Missing,
+        None => DownloadMode::No,
+    }
+}
+
+fn download_options(opts: &Options, settings: &Settings, mode: DownloadMode) -> DownloadOptions {
+    DownloadOptions {
+        root: opts.root.clone(),
+        mode,
+        mirror: settings.get("mirror").map(|s| s.value),
+        host_arch: opts.host_arch.clone(),
+        pinned_ca: settings.get("download_ca").map(|s| PathBuf::from(s.value)),
+        connect_timeout: std::time::Duration::from_secs(10),
+        read_timeout: std::time::Duration::from_secs(30),
+        retries: 3,
+    }
+}
+
+fn merge_command(mut opts: Options, settings: &Settings) -> Result<()> {
+    let cmdline = settings.cmdline();
     if cmdline_flag(cmdline, "rdext") == Some(false) {
         log::info!("disabled by rdext=0 on the kernel command line");
         return Ok(());
+    }
+    let mode = download_mode(settings, &opts.root);
+    if mode != DownloadMode::No {
+        download::run(&download_options(&opts, settings, mode));
     }
     for (class, key) in [
         (Class::Sysext, "systemd.sysext"),
