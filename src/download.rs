@@ -370,7 +370,7 @@ fn fetch_manifest(
         .ok_or_else(|| anyhow!("{url} does not exist"))?;
     if verify {
         check_signature(fetcher, base, &bytes, manifest::SIGNATURE_NAMES, keyring)
-            .with_context(|| format!("{url}"))?;
+            .with_context(|| url.clone())?;
     }
     let entries = manifest::parse_sha256sums(&bytes).with_context(|| url.clone())?;
 
