@@ -5,6 +5,8 @@
 //! answer with a status) so that resume, timeout and retry paths can be driven deterministically.
 //! Every connection carries exactly one request (`Connection: close`).
 
+#![allow(dead_code)] // each test binary uses a different part
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
