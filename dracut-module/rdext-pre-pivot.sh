@@ -6,13 +6,11 @@
 # shellcheck source=/dev/null
 type getargbool >/dev/null 2>&1 || . /lib/dracut-lib.sh
 
-# rdext.required: every extension must merge, else stop the boot.
-strict=""
-getargbool 0 rdext.required && strict=--strict
-
-if ! /usr/bin/rdext merge --root "${NEWROOT:-/sysroot}" $strict; then
-    if [ -n "$strict" ]; then
-        die "rdext: merging extensions into ${NEWROOT:-/sysroot} failed and rdext.required is set"
-    fi
-    warn "rdext: merging extensions into ${NEWROOT:-/sysroot} failed; booting without them"
-fi
+# Exit status 3: an extension named by rdext.required is not merged; the
+# boot must not go on. Any other failure boots without (some) extensions.
+/usr/bin/rdext merge --root "${NEWROOT:-/sysroot}"
+case $? in
+    0) ;;
+    3) die "rdext: a required extension is not merged into ${NEWROOT:-/sysroot}" ;;
+    *) warn "rdext: merging extensions into ${NEWROOT:-/sysroot} failed; booting without them" ;;
+esac

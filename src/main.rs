@@ -118,7 +118,11 @@ fn main() -> ExitCode {
 const REQUIRED_MISSING: u8 = 3;
 
 fn run(args: Args) -> Result<()> {
-    let in_initrd = Path::new("/etc/initrd-release").exists();
+    // systemd initrds have /etc/initrd-release; others may only have the
+    // file under /usr/lib.
+    let in_initrd = ["/etc/initrd-release", "/usr/lib/initrd-release"]
+        .iter()
+        .any(|p| Path::new(p).exists());
     let cmdline_path = args
         .cmdline
         .clone()
@@ -171,7 +175,7 @@ fn run(args: Args) -> Result<()> {
                 .into_owned();
             Path::new("/lib/modules").join(release)
         })),
-        required: settings.list("required"),
+        required: required_names(&settings),
         cmdline: settings.cmdline().clone(),
         policy: policy_choice(&settings),
         verity_dirs: if args.verity_dirs.is_empty() {
@@ -312,8 +316,30 @@ fn merge_command(mut opts: Options, settings: &Settings) -> Result<()> {
             opts.classes.retain(|c| *c != class);
         }
     }
-    merge::merge(&opts)?;
-    Ok(())
+    // A bare `rdext.required` (or a true value): every extension is
+    // required, so any image that does not merge stops the boot.
+    let require_all = settings
+        .get("required")
+        .and_then(|s| rdext::cmdline::parse_bool(&s.value))
+        .unwrap_or(false);
+    opts.strict |= require_all;
+    match merge::merge(&opts) {
+        Err(MergeError::Other(e)) if require_all => {
+            Err(MergeError::RequiredMissing(vec![format!(
+                "every extension (rdext.required): {e:#}"
+            )])
+            .into())
+        }
+        other => other.map(drop).map_err(Into::into),
+    }
+}
+
+/// Names from `required`, unless it is a boolean (see `merge_command`).
+fn required_names(settings: &Settings) -> Vec<String> {
+    match settings.get("required") {
+        Some(s) if rdext::cmdline::parse_bool(&s.value).is_some() => Vec::new(),
+        _ => settings.list("required"),
+    }
 }
 
 fn list_command(opts: &Options, json: bool) -> Result<()> {

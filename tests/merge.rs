@@ -533,6 +533,13 @@ fn required_extensions() {
         rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.required=alpha,broken,nowhere) || rc=$?
         echo "missing-rc: $rc"
         echo "merged-anyway: $($RDEXT status --json --root $ROOT | jq -c '.[0].extensions')"
+        $RDEXT unmerge --root $ROOT --run-dir $RUN
+        rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.required) || rc=$?
+        echo "all-rc: $rc"
+        echo "all-merged: $($RDEXT status --json --root $ROOT | jq -c '[.[].extensions]')"
+        rm $ROOT/var/lib/extensions/broken.raw
+        rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.required=yes) || rc=$?
+        echo "all-good-rc: $rc"
         "#,
     );
     assert_eq!(marked(&run.stdout, "file-rc: "), ["3"]);
