@@ -11,6 +11,7 @@
 //!   first wins per module) and writes text and kmod index (`.bin`) files
 //!   into the metadata layer above all extensions.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
@@ -25,7 +26,10 @@ pub fn normalize(name: &str) -> String {
 
 /// libkmod's alias normalisation: `-` becomes `_` except inside a `[...]`
 /// character class of a pattern.
-fn normalize_alias(alias: &str) -> String {
+fn normalize_alias(alias: &str) -> Cow<'_, str> {
+    if !alias.contains('-') {
+        return Cow::Borrowed(alias);
+    }
     let mut in_class = false;
     alias
         .chars()
@@ -41,7 +45,8 @@ fn normalize_alias(alias: &str) -> String {
             '-' if !in_class => '_',
             _ => c,
         })
-        .collect()
+        .collect::<String>()
+        .into()
 }
 
 /// The module name of a `modules.dep` path: `kernel/fs/erofs/erofs.ko.xz`
@@ -268,14 +273,13 @@ fn read_all(dirs: &[PathBuf], name: &str) -> io::Result<Vec<String>> {
 }
 
 /// Lines of all layers, first occurrence kept, top layer first.
-fn union_lines(texts: &[String]) -> Vec<String> {
+fn union_lines(texts: &[String]) -> Vec<&str> {
     let mut seen = HashSet::new();
     texts
         .iter()
         .flat_map(|t| t.lines())
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter(|l| seen.insert(l.to_string()))
-        .map(str::to_string)
+        .filter(|l| seen.insert(*l))
         .collect()
 }
 
@@ -302,7 +306,7 @@ fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
     let dep_text: String = modules.iter().map(|(_, e)| dep_line(e) + "\n").collect();
     let mut dep_index = Index::default();
     for (priority, (name, entry)) in modules.iter().enumerate() {
-        dep_index.insert(name, &dep_line(entry), priority as u32);
+        dep_index.insert(name.as_str(), dep_line(entry), priority as u32);
     }
     out.push(("modules.dep", dep_text.into_bytes()));
     out.push(("modules.dep.bin", dep_index.to_bytes()));
@@ -313,7 +317,8 @@ fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
         ("modules.alias", "modules.alias.bin", true),
         ("modules.symbols", "modules.symbols.bin", false),
     ] {
-        let lines = union_lines(&read_all(dirs, text_name)?);
+        let texts = read_all(dirs, text_name)?;
+        let lines = union_lines(&texts);
         let mut index = Index::default();
         for (priority, line) in lines.iter().enumerate() {
             let mut words = line.split_whitespace();
@@ -323,17 +328,18 @@ fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
                 let key = if fold {
                     normalize_alias(pattern)
                 } else {
-                    pattern.to_string()
+                    Cow::Borrowed(pattern)
                 };
-                index.insert(&key, module, priority as u32);
+                index.insert(key, module, priority as u32);
             }
         }
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         out.push((text_name, text.into_bytes()));
         out.push((bin_name, index.to_bytes()));
     }
-    for name in ["modules.softdep", "modules.devname"] {
-        let lines = union_lines(&read_all(dirs, name)?);
+    for name in ["modules.softdep", "modules.weakdep", "modules.devname"] {
+        let texts = read_all(dirs, name)?;
+        let lines = union_lines(&texts);
         if !lines.is_empty() {
             out.push((
                 name,
@@ -352,14 +358,8 @@ fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
 /// holding prioritised string values. libkmod only reads these, never the
 /// text files, so merged metadata must include them.
 #[derive(Default, Debug)]
-struct Index {
-    root: Node,
-}
-
-#[derive(Default, Debug)]
-struct Node {
-    children: BTreeMap<u8, Node>,
-    values: Vec<(u32, String)>,
+struct Index<'a> {
+    entries: Vec<(Cow<'a, str>, u32, Cow<'a, str>)>,
 }
 
 const INDEX_MAGIC: u32 = 0xB007_F457;
@@ -368,65 +368,86 @@ const NODE_PREFIX: u32 = 0x8000_0000;
 const NODE_VALUES: u32 = 0x4000_0000;
 const NODE_CHILDS: u32 = 0x2000_0000;
 
-impl Index {
-    fn insert(&mut self, key: &str, value: &str, priority: u32) {
-        let mut node = &mut self.root;
-        for &b in key.as_bytes() {
-            node = node.children.entry(b).or_default();
-        }
-        if !node.values.iter().any(|(_, v)| v == value) {
-            node.values.push((priority, value.to_string()));
-        }
+impl<'a> Index<'a> {
+    fn insert(
+        &mut self,
+        key: impl Into<Cow<'a, str>>,
+        value: impl Into<Cow<'a, str>>,
+        priority: u32,
+    ) {
+        self.entries.push((key.into(), priority, value.into()));
     }
 
+    /// Serialise. Built from the sorted keys in one pass (no node objects):
+    /// the initrd runs this over tens of thousands of aliases and symbols.
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut entries: Vec<(&[u8], u32, &str)> = self
+            .entries
+            .iter()
+            .map(|(k, p, v)| (k.as_bytes(), *p, v.as_ref()))
+            .collect();
+        entries.sort();
+        entries.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
+        let mut out = Vec::with_capacity(entries.len() * 48 + 12);
         out.extend_from_slice(&INDEX_MAGIC.to_be_bytes());
         out.extend_from_slice(&INDEX_VERSION.to_be_bytes());
         out.extend_from_slice(&0u32.to_be_bytes());
-        let root = write_node(&self.root, &[], &mut out);
+        let root = if entries.is_empty() {
+            out.len() as u32
+        } else {
+            write_node(&entries, 0, &mut out)
+        };
         out[8..12].copy_from_slice(&root.to_be_bytes());
         out
     }
 }
 
-/// Write `node` (reached after `prefix` beyond its parent's edge byte),
-/// children first, and return its tagged offset. Chains of single-child,
-/// value-less nodes are folded into the prefix string, as depmod does.
-fn write_node(node: &Node, prefix: &[u8], out: &mut Vec<u8>) -> u32 {
-    if node.values.is_empty() && node.children.len() == 1 {
-        let (&byte, child) = node.children.iter().next().expect("one child");
-        let mut longer = prefix.to_vec();
-        longer.push(byte);
-        return write_node(child, &longer, out);
+/// Write the node for `entries` (sorted, all sharing their first `depth`
+/// bytes), children first, and return its tagged offset. The bytes all
+/// keys share beyond `depth` become the node's prefix, as depmod folds them.
+fn write_node(entries: &[(&[u8], u32, &str)], depth: usize, out: &mut Vec<u8>) -> u32 {
+    let first = entries[0].0;
+    let last = entries[entries.len() - 1].0;
+    let mut end = depth;
+    while end < first.len() && end < last.len() && first[end] == last[end] {
+        end += 1;
     }
-    let children: Vec<(u8, u32)> = node
-        .children
-        .iter()
-        .map(|(&b, child)| (b, write_node(child, &[], out)))
-        .collect();
+    // Sorted, so keys ending here (the node's values) come first.
+    let ending = entries.iter().take_while(|e| e.0.len() == end).count();
+    let mut children: Vec<(u8, u32)> = Vec::new();
+    let mut rest = &entries[ending..];
+    while let Some(&(key, _, _)) = rest.first() {
+        let byte = key[end];
+        let group = rest.iter().take_while(|e| e.0[end] == byte).count();
+        children.push((byte, write_node(&rest[..group], end + 1, out)));
+        rest = &rest[group..];
+    }
     let offset = out.len() as u32;
     let mut tag = 0;
-    if !prefix.is_empty() {
+    if end > depth {
         tag |= NODE_PREFIX;
-        out.extend_from_slice(prefix);
+        out.extend_from_slice(&first[depth..end]);
         out.push(0);
     }
-    if let (Some(&(first, _)), Some(&(last, _))) = (children.first(), children.last()) {
+    if let (Some(&(lo, _)), Some(&(hi, _))) = (children.first(), children.last()) {
         tag |= NODE_CHILDS;
-        out.push(first);
-        out.push(last);
-        for b in first..=last {
-            let child = children
-                .iter()
-                .find(|(c, _)| *c == b)
-                .map_or(0, |(_, off)| *off);
+        out.push(lo);
+        out.push(hi);
+        let mut next = children.iter().peekable();
+        for b in lo..=hi {
+            let child = match next.peek() {
+                Some(&&(c, off)) if c == b => {
+                    next.next();
+                    off
+                }
+                _ => 0,
+            };
             out.extend_from_slice(&child.to_be_bytes());
         }
     }
-    if !node.values.is_empty() {
+    if ending > 0 {
         tag |= NODE_VALUES;
-        let mut values = node.values.clone();
+        let mut values: Vec<(u32, &str)> = entries[..ending].iter().map(|e| (e.1, e.2)).collect();
         values.sort();
         out.extend_from_slice(&(values.len() as u32).to_be_bytes());
         for (priority, value) in values {
@@ -503,7 +524,7 @@ mod tests {
         let mut index = Index::default();
         let keys = ["dummy", "dm_mod", "dm_verity", "d", "ifb", "loop", "loop_x"];
         for (i, k) in keys.iter().enumerate() {
-            index.insert(k, &format!("value-{k}"), i as u32);
+            index.insert(*k, format!("value-{k}"), i as u32);
         }
         index.insert("dummy", "second", 9);
         let bytes = index.to_bytes();
