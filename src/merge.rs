@@ -214,13 +214,7 @@ fn examine(
 ) -> Result<Examined> {
     let findings = discover::discover(class, &search_roots(opts), &opts.host_arch)
         .with_context(|| format!("cannot search for {} images", class.name()))?;
-    let (trusted, warnings) = signature::load_trusted(&opts.verity_dirs);
-    for warning in warnings {
-        log::warn!("{warning}");
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let (trusted, now) = trust_material(opts);
     let mut reports = Vec::new();
     let mut accepted = Vec::new();
     for finding in findings {
@@ -272,6 +266,19 @@ fn describe_protection(verdict: &verity::Verdict) -> String {
         verity::Verdict::Signed { signer, .. } => format!("signed by {signer}"),
         verity::Verdict::KernelSigned { .. } => "signed, checked by the kernel keyring".to_string(),
     }
+}
+
+/// The trusted certificates (warnings logged) and the time to judge
+/// their validity at.
+fn trust_material(opts: &Options) -> (Vec<signature::TrustedCert>, u64) {
+    let (trusted, warnings) = signature::load_trusted(&opts.verity_dirs);
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (trusted, now)
 }
 
 /// Open one candidate and judge it; the error is the one-line reason.
@@ -597,13 +604,7 @@ pub fn verify(opts: &Options, class: Class, image: &Path) -> Result<VerifyReport
         version: None,
     };
     let policy = opts.policy_for(class, &candidate);
-    let (trusted, warnings) = signature::load_trusted(&opts.verity_dirs);
-    for warning in warnings {
-        log::warn!("{warning}");
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let (trusted, now) = trust_material(opts);
     let judged = verity::judge(&inspection, &policy, &trusted, now);
     // Only activation can tell whether the kernel's keyrings accept it.
     let undecided = matches!(judged, Ok(verity::Verdict::KernelSigned { .. }));
