@@ -47,6 +47,7 @@ check: build
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 	file -L $(DEFAULT_BIN) | grep -Eq 'static(-pie)? linked'
+	tests-qemu/verity/run.sh
 	tests-qemu/run
 
 test-qemu:
