@@ -1,9 +1,13 @@
 #!/bin/bash
 # Build the signed and unsigned test images for the dm-verity scenarios into
 # $1, with the real tools: mksquashfs, veritysetup, openssl and
-# systemd-repart (signed DDIs: root + root-verity + root-verity-sig).
+# systemd-repart (signed DDIs: root + root-verity + root-verity-sig): the
+# host's (systemd 252, partition definitions) and, given the guest rootfs as
+# $2, the guest's own (systemd 257, --make-ddi=sysext).
 set -euo pipefail
 out=$1
+guest_rootfs=${2:-}
+here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out/images" "$out/certs" "$out/src"
 cd "$out"
 
@@ -71,6 +75,10 @@ ddi() { # name signed|unsigned
 
 ddi signedddi signed
 ddi unsignedddi unsigned
+if [ -n "$guest_rootfs" ]; then
+    tree makeddi
+    "$here/repart-ddi.sh" "$guest_rootfs" "src/makeddi" certs/good.key certs/good.crt images/makeddi.raw
+fi
 sidecar signedsc good
 sidecar untrusted other
 sidecar expired expired

@@ -8,7 +8,8 @@ need_root
 here=$(dirname "$0")
 payload=$(mktemp -d /tmp/rdext-verity.XXXXXX)
 trap 'rm -rf "$payload"' EXIT
-"$here/fixtures.sh" "$payload"
+guest=$("$here/../build-guest.sh")
+"$here/fixtures.sh" "$payload" "$guest/rootfs"
 rm -rf "$payload/src"
 cp "$here/scenario.sh" "$payload/scenario.sh"
 console=$("$here/../fastboot/run.sh" "$payload") || { echo "$console"; exit 1; }
@@ -16,7 +17,7 @@ kernel=$("$here/../fastboot/run.sh" "$payload" dm_verity.require_signatures=1) |
 console="$console
 $kernel"
 echo "$console" | grep -E '^(RESULT|TIMING|  \[)' || true
-expected="signed_ddi_merged signed_ddi_on_dm_verity devices_gone_after_unmerge signed_sidecar_merged
+expected="make_ddi_merged signed_ddi_merged signed_ddi_on_dm_verity devices_gone_after_unmerge signed_sidecar_merged
 verity_device_reused reused_device_gone_after_both_unmerged unsigned_refused_under_signed
 verity_accepts_unsigned_ddi verity_refuses_unprotected any_accepts_all wrong_root_hash_refused
 bad_signature_refused bad_signature_refused_by_default untrusted_signer_refused expired_signer_refused

@@ -40,6 +40,11 @@ if grep -q dm_verity.require_signatures=1 /proc/cmdline; then
     return 0
 fi
 
+fresh make_ddi rdext.policy=signed makeddi
+check make_ddi_merged "merged $R makeddi && grep -q 'hello from makeddi' $R/usr/share/makeddi/hello" \
+    "$(grep 'using' "$R.err" | sed 's/.*(//; s/)//')"
+unmerge "$R" make_ddi
+
 fresh signed_ddi rdext.policy=signed signedddi
 check signed_ddi_merged "merged $R signedddi && grep -q 'hello from signedddi' $R/usr/share/signedddi/hello" \
     "$(grep 'using' "$R.err" | sed 's/.*(//; s/)//')"
