@@ -95,9 +95,10 @@ pub struct ComponentOutcome {
 
 impl ComponentOutcome {
     fn label(&self) -> String {
-        self.component
-            .clone()
-            .unwrap_or_else(|| "sysupdate.d".to_string())
+        match &self.component {
+            Some(name) => format!("component {name}"),
+            None => "the default component (sysupdate.d)".to_string(),
+        }
     }
 }
 
@@ -124,11 +125,12 @@ pub fn run(opts: &DownloadOptions) -> Vec<ComponentOutcome> {
         match update_component(opts, name.as_deref(), &os, &mut manifests) {
             Ok(installed) => outcome.installed = installed,
             Err(e) => {
+                let why = error_chain(&e);
                 log::warn!(
-                    "download of {} failed, keeping what is installed: {e:#}",
+                    "download of {} failed, keeping what is installed: {why}",
                     outcome.label()
                 );
-                outcome.error = Some(format!("{e:#}"));
+                outcome.error = Some(why);
             }
         }
         outcomes.push(outcome);
@@ -140,6 +142,22 @@ pub fn run(opts: &DownloadOptions) -> Vec<ComponentOutcome> {
         started.elapsed().as_millis()
     );
     outcomes
+}
+
+/// An error and its causes on one line, leaving out a cause its parent
+/// already spelled out.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// The specifier values, from the target root and the running kernel.
@@ -270,9 +288,14 @@ fn update_component(
             .context("download path has no directory")?;
         let mode = download.instance.meta.mode.unwrap_or(0o644);
         log::info!("downloading {url}");
-        let stats = fetcher_with_progress(opts, &download.file_name)?
-            .download(&url, dir, &download.file_name, sha256, mode, false)
-            .with_context(|| format!("cannot download {url}"))?;
+        let stats = fetcher_with_progress(opts, &download.file_name)?.download(
+            &url,
+            dir,
+            &download.file_name,
+            sha256,
+            mode,
+            false,
+        )?;
         log::info!(
             "installed {} ({} bytes)",
             download.path.display(),
@@ -541,6 +564,18 @@ mod tests {
             root,
             &KernelCmdline::parse("flatcar.first_boot=detected")
         ));
+    }
+
+    #[test]
+    fn error_chains_do_not_repeat_causes() {
+        let inner = anyhow!("io: connection reset");
+        let outer = inner
+            .context("http://x/SHA256SUMS: io: connection reset")
+            .context("component a");
+        assert_eq!(
+            error_chain(&outer),
+            "component a: http://x/SHA256SUMS: io: connection reset"
+        );
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! survive into `journalctl -b` of the booted system even from a shell
 //! (non-systemd) initrd.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::Mutex;
+use std::path::Path;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 struct Logger {
-    kmsg: Option<Mutex<File>>,
+    kmsg: bool,
     stderr: bool,
 }
 
@@ -42,9 +42,11 @@ impl Log for Logger {
             return;
         }
         let message = record.args().to_string();
-        if let Some(kmsg) = &self.kmsg {
-            if let Ok(mut kmsg) = kmsg.lock() {
-                // One write per record: kmsg takes each write as one message.
+        if self.kmsg {
+            // The kernel rate-limits each open /dev/kmsg to 10 records per 5 s
+            // and drops the rest; a fresh open per record keeps every line.
+            // One write per record: kmsg takes each write as one message.
+            if let Ok(mut kmsg) = OpenOptions::new().write(true).open("/dev/kmsg") {
                 let _ = kmsg.write_all(kmsg_record(record.level(), &message).as_bytes());
             }
         }
@@ -64,19 +66,9 @@ impl Log for Logger {
 /// Install the logger. With `kmsg`, records also go to `/dev/kmsg`; stderr
 /// is then skipped when it already leads to the journal, which sees kmsg.
 pub fn init(debug: bool, kmsg: bool) {
-    let kmsg = kmsg
-        .then(|| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/kmsg")
-                .ok()
-        })
-        .flatten();
-    let stderr = kmsg.is_none() || std::env::var_os("JOURNAL_STREAM").is_none();
-    let logger = Logger {
-        kmsg: kmsg.map(Mutex::new),
-        stderr,
-    };
+    let kmsg = kmsg && Path::new("/dev/kmsg").exists();
+    let stderr = !kmsg || std::env::var_os("JOURNAL_STREAM").is_none();
+    let logger = Logger { kmsg, stderr };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(if debug {
             LevelFilter::Debug

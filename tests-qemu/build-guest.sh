@@ -17,9 +17,11 @@ need_root
 # Recipe inputs (changing any line of this file changes the cache key).
 SUITE=trixie
 INCLUDE=systemd,systemd-sysv,udev,kmod
-PACKAGES=(dracut linux-image-amd64 erofs-utils squashfs-tools dbus iproute2)
+# dracut-network: network in the initrd (systemd-networkd module) for the
+# download scenarios.
+PACKAGES=(dracut dracut-network linux-image-amd64 erofs-utils squashfs-tools dbus iproute2)
 EXT_MODULES="dummy ifb"     # kernel modules moved out of the base into extensions
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 
 out=$(guest_cache_dir)
 if [ -e "$out/.complete" ]; then

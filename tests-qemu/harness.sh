@@ -30,6 +30,7 @@ setup_work() {
 }
 
 cleanup_work() {
+    stop_http_server
     [ -n "$WORK" ] || return 0
     [ -d "$WORK/rootfs" ] && chroot_umount "$WORK/rootfs"
     if [ -n "${RDEXT_QEMU_KEEP:-}" ]; then
@@ -62,8 +63,9 @@ prepare_guest() {
     log "guest rootfs prepared in $(( $(date +%s) - t0 )) s (kernel $KVER)"
 }
 
-# build_initrds [systemd] [shell]: $WORK/initrd-systemd.img (dracut with
-# systemd) and/or $WORK/initrd-shell.img (dracut without systemd), built in
+# build_initrds [systemd] [shell] [net]: $WORK/initrd-systemd.img (dracut
+# with systemd), $WORK/initrd-shell.img (dracut without systemd),
+# $WORK/initrd-net.img (with systemd and dracut's network module), built in
 # parallel with the guest's dracut in a chroot.
 build_initrds() {
     local root="$WORK/rootfs" t0 kind pids=() kinds=("$@") rc=0 i
@@ -71,10 +73,14 @@ build_initrds() {
     t0=$(date +%s)
     chroot_mount "$root"
     for kind in "${kinds[@]}"; do
-        local omit=()
-        [ "$kind" = shell ] && omit=(--omit "systemd systemd-initrd dracut-systemd")
-        chroot "$root" dracut --quiet --force --no-hostonly --kver "$KVER" --add rdext \
-            "${omit[@]}" "/tmp/initrd-$kind.img" >"$WORK/dracut-$kind.log" 2>&1 &
+        local opts=(--add rdext)
+        case $kind in
+            shell) opts+=(--omit "systemd systemd-initrd dracut-systemd") ;;
+            # dracut's "network" picks systemd-networkd in a systemd initrd.
+            net) opts=(--add "rdext network") ;;
+        esac
+        chroot "$root" dracut --quiet --force --no-hostonly --kver "$KVER" \
+            "${opts[@]}" "/tmp/initrd-$kind.img" >"$WORK/dracut-$kind.log" 2>&1 &
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
@@ -94,11 +100,15 @@ build_initrds() {
     for kind in "${kinds[@]}"; do
         grep -q ' usr/bin/rdext$' "$WORK/lsinitrd-$kind.txt" || die "$kind initrd lacks usr/bin/rdext"
         case $kind in
-            systemd)
+            systemd|net)
                 grep -q 'rdext-merge.service$' "$WORK/lsinitrd-$kind.txt" ||
                     die "systemd initrd lacks rdext-merge.service"
                 grep -q 'initrd.target.wants/rdext-merge.service' "$WORK/lsinitrd-$kind.txt" ||
-                    die "systemd initrd does not enable rdext-merge.service"
+                    die "$kind initrd does not enable rdext-merge.service"
+                if [ "$kind" = net ]; then
+                    grep -q 'usr/lib/systemd/systemd-networkd$' "$WORK/lsinitrd-$kind.txt" ||
+                        die "net initrd lacks systemd-networkd (is dracut-network in the guest?)"
+                fi
                 ;;
             shell)
                 grep -q 'pre-pivot/90-rdext-pre-pivot.sh$' "$WORK/lsinitrd-$kind.txt" ||
@@ -190,6 +200,133 @@ EOU
     mkfs.erofs --all-root "$root/var/lib/extensions/$n.raw" "$d" >/dev/null
 }
 
+# ---- Download scenarios (first boot downloads in the initrd) ----
+# The guest reaches the host's HTTP server only as 10.0.2.2:$DL_GUEST_PORT:
+# QEMU's user network runs with restrict=on (nothing is routed out of it) and
+# a guestfwd rule that hands each connection to 10.0.2.2:$DL_GUEST_PORT to
+# net/guestfwd.py, which connects to the server on 127.0.0.1. (QEMU refuses a
+# guestfwd on its host alias, so that alias and the DNS address are moved to
+# 10.0.2.254 and 10.0.2.253, which the guest does not use.)
+DL_NAME=rdext-dl
+DL_GUEST_PORT=8080
+HTTP_PID=""
+HTTP_PORT=""
+
+# build_download_fixtures: $WORK/srv/ext/ with two versions of the $DL_NAME
+# sysext (a unit enabled inside it that records which version ran),
+# SHA256SUMS and its detached signature by a throwaway key;
+# $WORK/dl-pubring.gpg, the public key for the guest's import-pubring.gpg.
+build_download_fixtures() {
+    local src="$WORK/ext-src/$DL_NAME" srv="$WORK/srv/ext" v gh="$WORK/gnupg"
+    rm -rf "$src" "$WORK/srv" "$gh"
+    mkdir -p "$srv"
+    for v in 1.0 1.1; do
+        rm -rf "$src"
+        mkdir -p "$src/usr/lib/systemd/system/multi-user.target.wants" "$src/usr/lib/$DL_NAME"
+        echo "$v" >"$src/usr/lib/$DL_NAME/version"
+        cat >"$src/usr/lib/systemd/system/$DL_NAME.service" <<EOU
+[Unit]
+Description=rdext test: unit shipped in a sysext downloaded in the initrd
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'v=\$\$(cat /usr/lib/$DL_NAME/version); echo "\$\$v" >/run/$DL_NAME.ran; echo "RDEXT-DL $DL_NAME.service \$\$v ran" >/dev/console'
+
+[Install]
+WantedBy=multi-user.target
+EOU
+        ln -s "../$DL_NAME.service" "$src/usr/lib/systemd/system/multi-user.target.wants/$DL_NAME.service"
+        release "$src/usr/lib/extension-release.d/extension-release.$DL_NAME" ID=debian VERSION_ID=13
+        mksquashfs "$src" "$srv/${DL_NAME}_$v.raw" -all-root -noappend -quiet >/dev/null
+    done
+    (cd "$srv" && sha256sum -- *.raw >SHA256SUMS)
+    mkdir -m 0700 "$gh"
+    GNUPGHOME="$gh" gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+        --quick-gen-key "rdext QEMU test <rdext-test@invalid>" ed25519 sign never 2>/dev/null ||
+        die "gpg key generation failed"
+    GNUPGHOME="$gh" gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+        --detach-sign --output "$srv/SHA256SUMS.gpg" "$srv/SHA256SUMS" || die "gpg signing failed"
+    GNUPGHOME="$gh" gpg --batch --quiet --export >"$WORK/dl-pubring.gpg"
+    gpgconf --homedir "$gh" --kill all 2>/dev/null || true
+    rm -rf "$gh"
+    [ -s "$WORK/dl-pubring.gpg" ] || die "no exported public key"
+}
+
+# make_download_disk: $WORK/dl-disk.img, the rootfs as it is now (call
+# before build_extensions: no extension installed) plus a sysupdate transfer
+# for $DL_NAME pointing at the host server, the signing key, an empty
+# /etc/machine-id (first boot) and an empty /var/lib/extensions.d. There is
+# no /etc/extensions: the download creates what CurrentSymlink= needs.
+make_download_disk() {
+    local root="$WORK/rootfs" t0 saved_mid
+    t0=$(date +%s)
+    [ ! -e "$root/etc/extensions" ] || die "make_download_disk must run before build_extensions"
+    saved_mid=$(cat "$root/etc/machine-id")
+    mkdir -p "$root/etc/sysupdate.d" "$root/var/lib/extensions.d" "$root/etc/rdext-test"
+    cat >"$root/etc/sysupdate.d/50-$DL_NAME.transfer" <<EOT
+[Transfer]
+Verify=yes
+
+[Source]
+Type=url-file
+Path=http://10.0.2.2:$DL_GUEST_PORT/ext
+MatchPattern=${DL_NAME}_@v.raw
+
+[Target]
+Type=regular-file
+Path=/var/lib/extensions.d
+MatchPattern=${DL_NAME}_@v.raw
+CurrentSymlink=/etc/extensions/$DL_NAME.raw
+EOT
+    install -m 0644 "$WORK/dl-pubring.gpg" "$root/etc/systemd/import-pubring.gpg"
+    : >"$root/etc/machine-id"
+    # rdext-check: no unmerge/re-merge after boot (it would download again).
+    : >"$root/etc/rdext-test/skip-remerge"
+    rm -f "$WORK/dl-disk.img"
+    mkfs.ext4 -q -F -L rdext-root -d "$root" "$WORK/dl-disk.img" 3G >/dev/null ||
+        die "mkfs.ext4 failed"
+    rm -rf "$root/etc/sysupdate.d" "$root/var/lib/extensions.d" "$root/etc/rdext-test" \
+           "$root/etc/systemd/import-pubring.gpg"
+    echo "$saved_mid" >"$root/etc/machine-id"
+    log "download disk built in $(( $(date +%s) - t0 )) s"
+}
+
+# start_http_server: serves $WORK/srv on 127.0.0.1 (ephemeral port), one
+# line per request in $WORK/http.log.
+start_http_server() {
+    local i
+    rm -f "$WORK/http.port"
+    : >>"$WORK/http.log"
+    python3 "$TESTS_QEMU_DIR/net/httpd.py" "$WORK/srv" "$WORK/http.port" "$WORK/http.log" \
+        >"$WORK/httpd.stderr" 2>&1 &
+    HTTP_PID=$!
+    for i in $(seq 50); do
+        [ -s "$WORK/http.port" ] && break
+        sleep 0.1
+    done
+    [ -s "$WORK/http.port" ] || die "HTTP server did not start: $(cat "$WORK/httpd.stderr")"
+    HTTP_PORT=$(cat "$WORK/http.port")
+    log "HTTP server on 127.0.0.1:$HTTP_PORT (pid $HTTP_PID), guest URL http://10.0.2.2:$DL_GUEST_PORT/ext"
+}
+
+stop_http_server() {
+    [ -n "$HTTP_PID" ] || return 0
+    kill "$HTTP_PID" 2>/dev/null || true
+    wait "$HTTP_PID" 2>/dev/null || true
+    HTTP_PID=""
+}
+
+# dl_netdev: the -netdev value for the download boots. The port behind
+# 10.0.2.2 is the last server's (closed when it is stopped: the guest then
+# sees every connection refused by the forwarder).
+dl_netdev() {
+    local py
+    py=$(command -v python3)
+    [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    echo "user,id=n0,restrict=on,host=10.0.2.254,dns=10.0.2.253,guestfwd=tcp:10.0.2.2:$DL_GUEST_PORT-cmd:$py $TESTS_QEMU_DIR/net/guestfwd.py ${HTTP_PORT:-9}"
+}
+
 make_disk() {
     local t0
     t0=$(date +%s)
@@ -199,52 +336,65 @@ make_disk() {
     log "disk image built in $(( $(date +%s) - t0 )) s"
 }
 
-# boot NAME INITRD EXTRA_CMDLINE [tee]: boots a copy of disk.img; leaves
-# $WORK/NAME.serial.log and $WORK/NAME.results. Returns non-zero when the boot
-# did not power off by itself in time or produced no results file.
-boot() {
-    local name=$1 initrd=$2 extra=$3 show=${4:-} disk="$WORK/$1.img" rc t0 t1
-    cp --sparse=always "$WORK/disk.img" "$disk"
+# boot_vm NAME INITRD EXTRA_CMDLINE DISK [NETDEV] [tee]: one QEMU run on DISK
+# (booted in place) under the hard time limit $BOOT_LIMIT (default
+# $BOOT_TIMEOUT). NETDEV: the -netdev value of a virtio NIC, none if empty.
+# Leaves $WORK/NAME.serial.log, NAME.seconds and NAME.results (the guest's
+# results file, empty if there is none); sets BOOT_RC to QEMU's exit status
+# (124/137: timed out).
+boot_vm() {
+    local name=$1 initrd=$2 extra=$3 disk=$4 net=${5:-} show=${6:-} t0 t1 limit=${BOOT_LIMIT:-$BOOT_TIMEOUT}
+    local qemu=(qemu-system-x86_64 -accel tcg -smp 2 -m 1536 -nodefaults -display none -serial stdio
+                -no-reboot -kernel "$GUEST/vmlinuz" -initrd "$initrd"
+                -drive "file=$disk,format=raw,if=virtio" -append "$BASE_CMDLINE $extra")
+    [ -n "$net" ] && qemu+=(-netdev "$net" -device "virtio-net-pci,netdev=n0")
     rm -f "$WORK/$name.results"
-    log "boot '$name': $(basename "$initrd") ${extra:+($extra) }time limit ${BOOT_TIMEOUT}s"
+    log "boot '$name': $(basename "$initrd") ${extra:+($extra) }time limit ${limit}s"
     t0=$(date +%s)
     set +e
     if [ -n "$show" ]; then
-        timeout --foreground -k 10 "$BOOT_TIMEOUT" \
-            qemu-system-x86_64 -accel tcg -smp 2 -m 1536 -nodefaults -display none -serial stdio -no-reboot \
-            -kernel "$GUEST/vmlinuz" -initrd "$initrd" \
-            -drive "file=$disk,format=raw,if=virtio" \
-            -append "$BASE_CMDLINE $extra" </dev/null 2>&1 | tee "$WORK/$name.serial.log"
-        rc=${PIPESTATUS[0]}
+        timeout --foreground -k 10 "$limit" "${qemu[@]}" </dev/null 2>&1 | tee "$WORK/$name.serial.log"
+        BOOT_RC=${PIPESTATUS[0]}
     else
-        timeout -k 10 "$BOOT_TIMEOUT" \
-            qemu-system-x86_64 -accel tcg -smp 2 -m 1536 -nodefaults -display none -serial stdio -no-reboot \
-            -kernel "$GUEST/vmlinuz" -initrd "$initrd" \
-            -drive "file=$disk,format=raw,if=virtio" \
-            -append "$BASE_CMDLINE $extra" </dev/null >"$WORK/$name.serial.log" 2>&1
-        rc=$?
+        timeout -k 10 "$limit" "${qemu[@]}" </dev/null >"$WORK/$name.serial.log" 2>&1
+        BOOT_RC=$?
     fi
     set -e
     t1=$(date +%s)
     echo "$(( t1 - t0 ))" >"$WORK/$name.seconds"
     debugfs -R "cat /var/lib/rdext-test/results.txt" "$disk" >"$WORK/$name.results" 2>/dev/null || true
-    rm -f "$disk"
-    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-        log "boot '$name' TIMED OUT after $(( t1 - t0 )) s; console log tail:"
+}
+
+# boot NAME INITRD EXTRA_CMDLINE [tee]: boots a copy of disk.img (or, with
+# BOOT_DISK set, that disk in place, and BOOT_NET as its NIC); leaves
+# $WORK/NAME.serial.log and $WORK/NAME.results. Returns non-zero when the boot
+# did not power off by itself in time or produced no results file.
+boot() {
+    local name=$1 initrd=$2 extra=$3 show=${4:-} disk=${BOOT_DISK:-}
+    if [ -z "$disk" ]; then
+        disk="$WORK/$name.img"
+        cp --sparse=always "$WORK/disk.img" "$disk"
+    fi
+    boot_vm "$name" "$initrd" "$extra" "$disk" "${BOOT_NET:-}" "$show"
+    [ -n "${BOOT_DISK:-}" ] || rm -f "$disk"
+    local secs
+    secs=$(cat "$WORK/$name.seconds")
+    if [ "$BOOT_RC" = 124 ] || [ "$BOOT_RC" = 137 ]; then
+        log "boot '$name' TIMED OUT after $secs s; console log tail:"
         tail -n 60 "$WORK/$name.serial.log" >&2
         return 1
     fi
-    if [ "$rc" != 0 ]; then
-        log "boot '$name': qemu exited with $rc after $(( t1 - t0 )) s; console log tail:"
+    if [ "$BOOT_RC" != 0 ]; then
+        log "boot '$name': qemu exited with $BOOT_RC after $secs s; console log tail:"
         tail -n 60 "$WORK/$name.serial.log" >&2
         return 1
     fi
     if ! grep -q '^check_done=1' "$WORK/$name.results"; then
-        log "boot '$name' powered off after $(( t1 - t0 )) s without a complete results file; console log tail:"
+        log "boot '$name' powered off after $secs s without a complete results file; console log tail:"
         tail -n 60 "$WORK/$name.serial.log" >&2
         return 1
     fi
-    log "boot '$name' done in $(( t1 - t0 )) s"
+    log "boot '$name' done in $secs s"
 }
 
 # res NAME KEY: value of KEY in boot NAME's results.

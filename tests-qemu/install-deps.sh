@@ -12,6 +12,8 @@ packages=(
     erofs-utils          # mkfs.erofs (extension images)
     coreutils util-linux # timeout, flock, mount, mountpoint
     busybox-static       # tests-qemu/fastboot
+    gnupg                # signing SHA256SUMS (download boots)
+    python3              # net/httpd.py, net/guestfwd.py (download boots)
     cpio gzip file
     make
 )

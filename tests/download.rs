@@ -270,7 +270,10 @@ fn wrong_hash_hostile_manifest_and_missing_server_leave_only_good_files() {
         false,
     );
     let (_, log) = site.download("rdext.download=missing");
-    assert!(log.contains("download of sysupdate.d failed"), "{log}");
+    assert!(
+        log.contains("download of the default component (sysupdate.d) failed"),
+        "{log}"
+    );
     assert_eq!(site.installed(), (vec![], None));
     // A path-traversal name rejects the whole manifest.
     let sums = format!(
