@@ -112,10 +112,6 @@ const fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Decodes a root hash the way systemd's `unhexmem` does (either case, even
 /// length) and insists on the 16 bytes the DPS UUID rule needs.
 fn decode_root_hash(text: &str) -> Result<Vec<u8>, DdiError> {
@@ -1190,7 +1186,7 @@ mod tests {
         assert_eq!(parts[1].label, "ext_1.2_verity");
         let layout = select_layout(&file, &parts, X86, None).unwrap();
         assert_eq!(layout.arch, Some(ARM));
-        let guessed = to_hex(&layout.guessed_root_hash().unwrap());
+        let guessed = crate::hex(&layout.guessed_root_hash().unwrap());
         assert_eq!(
             guessed,
             "1111111122223333444455555555555566666666777788889999aaaaaaaaaaaa"
@@ -1278,7 +1274,7 @@ mod tests {
         for (p, hash) in sigs {
             let json = format!(
                 r#"{{"rootHash":"{}","signature":"MIIBAg=="}}"#,
-                to_hex(hash)
+                crate::hex(hash)
             );
             put(&mut dev, p.offset as usize, json.as_bytes());
         }
@@ -1637,7 +1633,7 @@ mod tests {
             .replace(':', "")
             .to_lowercase();
         assert_eq!(sig.certificate_fingerprint.as_deref(), Some(fp.as_str()));
-        let root_hex = to_hex(&sig.root_hash);
+        let root_hex = crate::hex(&sig.root_hash);
         let (content, der) = (d.join("roothash.txt"), d.join("roothash.p7s"));
         fs::write(&content, &root_hex).unwrap();
         fs::write(&der, &sig.signature).unwrap();

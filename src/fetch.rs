@@ -380,8 +380,8 @@ impl Fetcher {
             discard(&job.partial);
             return Err(FetchError::HashMismatch {
                 url: job.url.to_string(),
-                actual: hex(actual.as_ref()),
-                expected: hex(job.expected),
+                actual: crate::hex(actual.as_ref()),
+                expected: crate::hex(job.expected),
             });
         }
         Ok(file)
@@ -676,10 +676,6 @@ fn status_error(url: &str, status: StatusCode) -> FetchError {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,8 +757,8 @@ mod tests {
         );
         let e = FetchError::HashMismatch {
             url: "http://h/x".into(),
-            actual: hex(&[0xab; 32]),
-            expected: hex(&[0x01; 32]),
+            actual: crate::hex(&[0xab; 32]),
+            expected: crate::hex(&[0x01; 32]),
         };
         assert!(!e.to_string().contains('\n'));
         assert!(e.to_string().starts_with("http://h/x: SHA-256 abab"));
@@ -770,7 +766,7 @@ mod tests {
 
     #[test]
     fn hex_is_lowercase_and_padded() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(crate::hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]

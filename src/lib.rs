@@ -27,3 +27,9 @@ pub mod sys;
 pub mod sysupdate;
 pub mod verity;
 pub mod version;
+
+/// Lowercase hex: the form root hashes are signed over and SHA-256 sums
+/// are published in.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

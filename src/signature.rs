@@ -345,7 +345,7 @@ fn describe_signer(sid: &SignerIdentifier, embedded: Option<&CertificateSet>) ->
         SignerIdentifier::SubjectKeyIdentifier(ski) => {
             format!(
                 "a certificate with key identifier {}",
-                hex(ski.0.as_bytes())
+                crate::hex(ski.0.as_bytes())
             )
         }
     }
@@ -425,7 +425,7 @@ fn distinguished_name(name: &Name) -> String {
             // RFC 4514: anything else is the dotted OID and the value's DER in hex.
             _ => {
                 let der = atv.value.to_der().unwrap_or_default();
-                out.push_str(&format!("{}=#{}", atv.oid, hex(&der)));
+                out.push_str(&format!("{}=#{}", atv.oid, crate::hex(&der)));
             }
         }
     }
@@ -451,10 +451,6 @@ fn escape_dn_value(out: &mut String, value: &str) {
             out.push(c);
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn verify_with(

@@ -116,13 +116,8 @@ impl Inspection {
 
     /// The root hash as lowercase hex.
     pub fn root_hash_hex(&self) -> Option<String> {
-        self.root_hash.as_deref().map(hex)
+        self.root_hash.as_deref().map(crate::hex)
     }
-}
-
-/// Lowercase hex, the form signatures are made over.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn designator_of(d: DataDesignator) -> policy::Designator {
@@ -167,8 +162,8 @@ pub fn inspect(file: &File, path: &Path, naked: Option<Format>) -> Result<Inspec
     let (root_hash, source) = match (&sidecars.root_hash, &signed) {
         (Some(RootHash { bytes, .. }), Some(sig)) if *bytes != sig.root_hash => {
             return Err(VerityError::HashMismatch {
-                sidecar: hex(bytes),
-                signed: hex(&sig.root_hash),
+                sidecar: crate::hex(bytes),
+                signed: crate::hex(&sig.root_hash),
             })
         }
         (Some(h), _) => (Some(h.bytes.clone()), Some("sidecar")),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::{decode_root_hash, le_u32, le_u64, to_hex, DataDesignator, DdiError, RootHash};
+use super::{decode_root_hash, le_u32, le_u64, DataDesignator, DdiError, RootHash};
 
 /// Largest signature partition systemd reads.
 pub const MAX_SIGNATURE_SIZE: u64 = 4 * 1024 * 1024;
@@ -159,7 +159,7 @@ impl VeritySuperblock {
     ) -> String {
         let salt = match self.salt.as_slice() {
             [] => "-".to_owned(),
-            salt => to_hex(salt),
+            salt => crate::hex(salt),
         };
         let mut line = format!(
             "{} {data_dev} {hash_dev} {} {} {} {hash_start_block} {} {root_hash_hex} {salt}",
@@ -307,7 +307,7 @@ mod tests {
         let mut bytes = format!("{json}\n").into_bytes();
         bytes.resize(16384, 0);
         let sig = parse_verity_sig(&bytes).unwrap();
-        assert_eq!(to_hex(&sig.root_hash), HASH_HEX);
+        assert_eq!(crate::hex(&sig.root_hash), HASH_HEX);
         assert_eq!(sig.signature, [1, 2, 3]);
         assert_eq!(sig.certificate_fingerprint.as_deref(), Some("0b15ab"));
         let plain = format!(r#"{{"signature":"AQID","rootHash":"{HASH_HEX}","x":[1]}}"#);
@@ -516,7 +516,7 @@ mod tests {
             assert_eq!(hash_len, (1 + hash_blocks) * u64::from(sb.hash_block_size));
             let salt = match sb.salt.as_slice() {
                 [] => "-".to_owned(),
-                salt => to_hex(salt),
+                salt => crate::hex(salt),
             };
             run(
                 &[
@@ -559,7 +559,7 @@ mod tests {
         let found = find_sidecars(&image).unwrap();
         let hash = found.root_hash.unwrap();
         assert_eq!(hash.designator, DataDesignator::Root);
-        assert_eq!(to_hex(&hash.bytes), field(&f, "Root hash"));
+        assert_eq!(crate::hex(&hash.bytes), field(&f, "Root hash"));
         assert_eq!(found.signature.unwrap()[0], 0x30);
         assert_eq!(found.verity_data.as_deref(), Some(verity.as_path()));
         let sb = parse_verity_superblock(&fs::read(&verity).unwrap()).unwrap();
@@ -579,7 +579,7 @@ mod tests {
         let found = find_sidecars(&image).unwrap();
         let hash = found.root_hash.unwrap();
         assert_eq!(
-            (hash.designator, to_hex(&hash.bytes)),
+            (hash.designator, crate::hex(&hash.bytes)),
             (DataDesignator::Usr, HASH_HEX.into())
         );
         assert_eq!(found.signature, None);
@@ -594,7 +594,7 @@ mod tests {
         let found = find_sidecars(&image).unwrap();
         let hash = found.root_hash.unwrap();
         assert_eq!(
-            (hash.designator, to_hex(&hash.bytes)),
+            (hash.designator, crate::hex(&hash.bytes)),
             (DataDesignator::Root, HASH_HEX.into())
         );
         assert_eq!(found.signature.unwrap(), b"not for usr");
@@ -662,14 +662,14 @@ mod tests {
         set("user.verity.roothash").unwrap();
         let hash = find_sidecars(&image).unwrap().root_hash.unwrap();
         assert_eq!(
-            (hash.designator, to_hex(&hash.bytes)),
+            (hash.designator, crate::hex(&hash.bytes)),
             (DataDesignator::Root, xattr_hash.clone())
         );
         fs::remove_file(dir.path().join("x.roothash")).unwrap();
         rustix::fs::removexattr(&image, "user.verity.roothash").unwrap();
         let hash = find_sidecars(&image).unwrap().root_hash.unwrap();
         assert_eq!(
-            (hash.designator, to_hex(&hash.bytes)),
+            (hash.designator, crate::hex(&hash.bytes)),
             (DataDesignator::Usr, xattr_hash)
         );
     }

@@ -198,9 +198,7 @@ impl Pattern {
                 Field::NoAuto => m.no_auto.map(bool01),
                 Field::ReadOnly => m.read_only.map(bool01),
                 Field::GrowFs => m.growfs.map(bool01),
-                Field::Sha256 => m
-                    .sha256
-                    .map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+                Field::Sha256 => m.sha256.map(|h| crate::hex(&h)),
             };
             out.push_str(&value.ok_or_else(|| {
                 SysupdateError::Format {
