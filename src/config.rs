@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::cmdline::KernelCmdline;
-use crate::release::EnvFile;
+use crate::envfile::EnvFile;
 
 /// Where a setting came from, for log messages.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,24 +9,16 @@
 pub mod class;
 pub mod cmdline;
 pub mod config;
-pub mod ddi;
-pub mod discover;
-pub mod download;
-pub mod fetch;
-pub mod image;
+pub mod envfile;
 pub mod logger;
-pub mod manifest;
-pub mod merge;
-pub mod modules;
-pub mod openpgp;
-pub mod overlay;
-pub mod policy;
-pub mod release;
-pub mod signature;
 pub mod sys;
-pub mod sysupdate;
-pub mod verity;
-pub mod version;
+
+pub mod fetch;
+pub mod find;
+pub mod mount;
+pub mod verify;
+
+pub mod merge;
 
 /// Lowercase hex: the form root hashes are signed over and SHA-256 sums
 /// are published in.

@@ -7,9 +7,9 @@ use anyhow::{bail, Context, Result};
 use rdext::class::Class;
 use rdext::cmdline::KernelCmdline;
 use rdext::config::Settings;
-use rdext::download::{self, DownloadMode, DownloadOptions};
+use rdext::fetch::download::{self, DownloadMode, DownloadOptions};
 use rdext::merge::{self, MergeError, Options, PolicyChoice, Verdict};
-use rdext::policy::{self, ImagePolicy};
+use rdext::verify::policy::{self, ImagePolicy};
 
 const USAGE: &str = "\
 usage: rdext COMMAND [OPTIONS]
@@ -447,7 +447,7 @@ fn status_command(opts: &Options, json: bool) -> Result<()> {
 fn host_arch() -> Result<String> {
     let uname = rustix::system::uname();
     let machine = uname.machine().to_string_lossy();
-    match rdext::release::systemd_arch(&machine) {
+    match rdext::find::release::systemd_arch(&machine) {
         Some(arch) => Ok(arch.to_string()),
         None => bail!("unknown architecture {machine}"),
     }

@@ -14,16 +14,18 @@ use serde::Serialize;
 
 use crate::class::Class;
 use crate::cmdline::KernelCmdline;
-use crate::discover::{self, Candidate, Finding, Origin, SearchRoot};
-use crate::image::{self, Trust};
-use crate::modules;
-use crate::overlay::{self, Extension};
-use crate::policy::{self, ImagePolicy};
-use crate::release::{self, EnvFile, HostRelease};
-use crate::signature;
+use crate::envfile::EnvFile;
+use crate::find::discover::{self, Candidate, Finding, Origin, SearchRoot};
+use crate::find::release::{self, HostRelease};
+use crate::mount::modules;
+use crate::mount::overlay::{self, Extension};
 use crate::sys::fs::{open_dir, open_in_root};
 use crate::sys::mount::Workspace;
-use crate::verity;
+use crate::verify::image::{self, Trust};
+use crate::verify::policy::{self, ImagePolicy};
+use crate::verify::probe::probe;
+use crate::verify::signature;
+use crate::verify::verity;
 
 /// Where and what to merge; every environment input is explicit.
 #[derive(Clone, Debug)]
@@ -588,11 +590,7 @@ pub struct VerifyReport {
 pub fn verify(opts: &Options, class: Class, image: &Path) -> Result<VerifyReport> {
     let file =
         std::fs::File::open(image).with_context(|| format!("cannot open {}", image.display()))?;
-    let naked = match image::probe(&file) {
-        Ok(format) => Some(format),
-        Err(image::ImageError::PartitionTable) => None,
-        Err(e) => bail!("{}: {e}", image.display()),
-    };
+    let naked = probe(&file).with_context(|| image.display().to_string())?;
     let inspection =
         verity::inspect(&file, image, naked).with_context(|| image.display().to_string())?;
     let candidate = Candidate {

@@ -5,7 +5,7 @@
 mod http_server;
 
 use http_server::{Fault, Request, Server};
-use rdext::fetch::{DownloadStats, FetchConfig, FetchError, Fetcher};
+use rdext::fetch::http::{DownloadStats, FetchConfig, FetchError, Fetcher};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cmdline::KernelCmdline;
-use crate::fetch::{swap_symlink, FetchConfig, Fetcher};
-use crate::manifest::{self, ManifestEntry};
-use crate::openpgp;
-use crate::release::EnvFile;
-use crate::sysupdate::{self, Component, LinkUpdate, Mode, OsInfo};
+use crate::envfile::EnvFile;
+use crate::fetch::http::{swap_symlink, FetchConfig, Fetcher};
+use crate::fetch::manifest::{self, ManifestEntry};
+use crate::fetch::openpgp;
+use crate::fetch::sysupdate::{self, Component, LinkUpdate, Mode, OsInfo};
 
 /// When to download, in increasing eagerness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -340,7 +340,10 @@ fn base_url(opts: &DownloadOptions, path: &str) -> String {
         .to_string()
 }
 
-fn fetcher(opts: &DownloadOptions, progress: Option<crate::fetch::ProgressFn>) -> Result<Fetcher> {
+fn fetcher(
+    opts: &DownloadOptions,
+    progress: Option<crate::fetch::http::ProgressFn>,
+) -> Result<Fetcher> {
     let extra_ca_pem = match &opts.pinned_ca {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)

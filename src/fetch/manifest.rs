@@ -9,7 +9,7 @@
 //! addition: sysupdate has no way to take back a published version (systemd#24082), so a
 //! publisher lists the file names that must never be installed and stay installed.
 //!
-//! Checking the detached signatures is [`crate::openpgp::verify_detached`].
+//! Checking the detached signatures is [`crate::fetch::openpgp::verify_detached`].
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -14,10 +14,10 @@ use rustix::fs::OFlags;
 use rustix::io::Errno;
 
 use crate::class::Class;
+use crate::find::version;
 use crate::sys::fs::{dir_has_entries, fd_path, open_dir, open_in_root};
 use crate::sys::mount::{attach, detach, io_error, FsContext};
 use crate::sys::{SysError, SysResult};
-use crate::version;
 
 /// An accepted extension, ready to stack.
 #[derive(Clone, Debug, PartialEq, Eq)]

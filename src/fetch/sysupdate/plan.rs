@@ -5,7 +5,7 @@
 //! own addition and only ever removes versions.
 
 use super::{Component, Instance, Metadata, Pattern, SourceKind, SysupdateError, Transfer};
-use crate::version::compare;
+use crate::find::version::compare;
 use std::cmp::Ordering;
 use std::path::{Component as PathPart, Path, PathBuf};
 
@@ -465,7 +465,7 @@ fn sorted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sysupdate::OsInfo;
+    use crate::fetch::sysupdate::OsInfo;
 
     fn transfer(name: &str, extra: &str) -> Transfer {
         let text = format!(

@@ -533,7 +533,7 @@ fn simplify(p: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sysupdate::tests::{DOCKER, KUBERNETES, NOOP, WASMTIME};
+    use crate::fetch::sysupdate::tests::{DOCKER, KUBERNETES, NOOP, WASMTIME};
 
     fn os() -> OsInfo {
         OsInfo {

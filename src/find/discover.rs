@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, OFlags};
 
 use crate::class::Class;
+use crate::find::version;
 use crate::sys::fs::{dir_has_entries, fd_path, file_type, open_dir, open_in_root, sorted_entries};
-use crate::version;
 
 /// Which file system tree a search directory belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,12 +12,12 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::ddi::{self, Arch, DataDesignator, DdiLayout, RootHash, VeritySuperblock};
-use crate::image::Format;
-use crate::policy::{self, Decision, ImagePolicy, Protection};
-use crate::signature::{self, TrustedCert};
 use crate::sys::dm::{Control, DmDevice};
 use crate::sys::loopdev::{self, LoopDevice, Window};
+use crate::verify::ddi::{self, Arch, DataDesignator, DdiLayout, RootHash, VeritySuperblock};
+use crate::verify::policy::{self, Decision, ImagePolicy, Protection};
+use crate::verify::probe::Format;
+use crate::verify::signature::{self, TrustedCert};
 
 /// Why an image's protection cannot be established or is not enough.
 #[derive(Debug, thiserror::Error)]

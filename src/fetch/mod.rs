@@ -1,0 +1,8 @@
+//! Stage 2, fetch: first-boot downloads of missing extensions, planned from sysupdate
+//! definitions, checked against signed manifests and written atomically over HTTP(S).
+
+pub mod download;
+pub mod http;
+pub mod manifest;
+pub mod openpgp;
+pub mod sysupdate;
