@@ -33,7 +33,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The module a source file defines, as `crate::` segments (`src/verify/ddi/mod.rs` → verify::ddi).
 fn module_of(src: &Path, file: &Path) -> Vec<String> {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
-    let mut segs: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+    let mut segs: Vec<String> = rel
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
     if segs.last().is_some_and(|s| s == "mod" || s == "lib") {
         segs.pop();
     }
@@ -92,7 +95,11 @@ fn stages_only_use_earlier_stages_and_files_form_no_cycle() {
             let their = rank(&used[0])
                 .unwrap_or_else(|| panic!("{}: crate::{} has no stage", file.display(), used[0]));
             if their > my_rank {
-                violations.push(format!("{} uses later crate::{}", me.join("::"), used.join("::")));
+                violations.push(format!(
+                    "{} uses later crate::{}",
+                    me.join("::"),
+                    used.join("::")
+                ));
             }
             if used != me && !me.starts_with(&used) {
                 graph.entry(me.clone()).or_default().insert(used);
