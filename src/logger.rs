@@ -23,12 +23,25 @@ fn priority(level: Level) -> u8 {
     }
 }
 
+/// The message on one line whatever names it quotes: control characters
+/// (a newline in a hostile file name could forge a log line) are escaped.
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One kmsg record: facility daemon, so the journal files it under the
 /// `rdext` identifier rather than as a kernel message.
 fn kmsg_record(level: Level, message: &str) -> String {
     const LOG_DAEMON: u8 = 3 << 3;
-    let mut text: String = message.chars().take(900).collect();
-    text.retain(|c| c != '\n');
+    let text: String = one_line(message).chars().take(900).collect();
     format!("<{}>rdext: {text}\n", LOG_DAEMON | priority(level))
 }
 
@@ -56,7 +69,7 @@ impl Log for Logger {
                 Level::Warn => "warning: ",
                 _ => "",
             };
-            let _ = writeln!(std::io::stderr(), "rdext: {prefix}{message}");
+            let _ = writeln!(std::io::stderr(), "rdext: {prefix}{}", one_line(&message));
         }
     }
 
@@ -88,7 +101,8 @@ mod tests {
             kmsg_record(Level::Warn, "skipped foo"),
             "<28>rdext: skipped foo\n"
         );
-        assert_eq!(kmsg_record(Level::Info, "a\nb"), "<30>rdext: ab\n");
+        assert_eq!(kmsg_record(Level::Info, "a\nb"), "<30>rdext: a\\nb\n");
+        assert_eq!(one_line("x\u{1b}[2J\ty"), "x\\u{1b}[2J\\ty");
         assert_eq!(
             kmsg_record(Level::Error, &"x".repeat(2000)).len(),
             "<27>rdext: \n".len() + 900

@@ -228,7 +228,13 @@ fn examine(
                     trusted: &trusted,
                     now,
                 };
-                match open_and_validate(class, &c, host, &opts.host_arch, workspace, &trust) {
+                let checked =
+                    open_and_validate(class, &c, host, &opts.host_arch, workspace, &trust)
+                        .and_then(|opened| {
+                            stackable(class, &opts.root, &c.name, &opened.root)?;
+                            Ok(opened)
+                        });
+                match checked {
                     Ok(opened) => {
                         accepted.push(Extension {
                             name: c.name.clone(),
@@ -281,6 +287,24 @@ fn trust_material(opts: &Options) -> (Vec<signature::TrustedCert>, u64) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     (trusted, now)
+}
+
+/// Check what stacking one extension involves (its hierarchies, its kernel
+/// module metadata), so a fault in it refuses it alone rather than the
+/// merge of its whole class.
+fn stackable(class: Class, root: &Path, name: &str, tree: &Path) -> Result<(), String> {
+    let extension = Extension {
+        name: name.to_string(),
+        root: tree.to_path_buf(),
+    };
+    let plans = overlay::plan(class, root, &[extension])
+        .map_err(|e| format!("cannot plan its overlay: {e}"))?;
+    for plan in plans.iter().filter(|p| p.hierarchy == "usr") {
+        for layer in &plan.layers {
+            modules::check_layer(layer)?;
+        }
+    }
+    Ok(())
 }
 
 /// Open one candidate and judge it; the error is the one-line reason.
@@ -449,7 +473,22 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
                 report.display_entry(),
                 report.protection.as_deref().unwrap_or("unprotected")
             ),
-            _ => {}
+            Verdict::Ignored(reason) => log::warn!(
+                "ignoring {} {}: {reason}",
+                class.name(),
+                report.display_entry()
+            ),
+            Verdict::Masked => log::info!(
+                "{} {} masks its name (empty directory)",
+                class.name(),
+                report.display_entry()
+            ),
+            Verdict::Shadowed(by) => log::info!(
+                "{} {} is shadowed by {}",
+                class.name(),
+                report.display_entry(),
+                by.display()
+            ),
         }
     }
     if opts.strict && !failures.is_empty() {

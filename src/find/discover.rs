@@ -151,8 +151,7 @@ fn inspect_entry(
 ) -> Result<(Candidate, bool), String> {
     let fd =
         open_in_root(root_fd, entry, OFlags::PATH).map_err(|e| format!("cannot resolve: {e}"))?;
-    let kind =
-        kind_of(&fd).ok_or_else(|| "not a directory, .raw file or block device".to_string())?;
+    let kind = kind_of(&fd)?;
     let file_name = entry
         .file_name()
         .unwrap_or_default()
@@ -196,14 +195,21 @@ fn inspect_entry(
     Ok((candidate, empty_dir))
 }
 
-fn kind_of(fd: &OwnedFd) -> Option<SourceKind> {
-    let stat = rustix::fs::fstat(fd).ok()?;
-    match file_type(&stat) {
-        FileType::Directory => Some(SourceKind::Directory),
-        FileType::RegularFile => Some(SourceKind::RawFile),
-        FileType::BlockDevice => Some(SourceKind::BlockDevice),
-        _ => None,
-    }
+/// What an entry is, or why it cannot be an image.
+fn kind_of(fd: &OwnedFd) -> Result<SourceKind, String> {
+    let stat = rustix::fs::fstat(fd).map_err(|e| format!("cannot stat: {e}"))?;
+    let other = match file_type(&stat) {
+        FileType::Directory => return Ok(SourceKind::Directory),
+        FileType::RegularFile => return Ok(SourceKind::RawFile),
+        FileType::BlockDevice => return Ok(SourceKind::BlockDevice),
+        FileType::Fifo => "a FIFO",
+        FileType::CharacterDevice => "a character device",
+        FileType::Socket => "a socket",
+        _ => "of an unknown file type",
+    };
+    Err(format!(
+        "{other}, not a directory, .raw file or block device"
+    ))
 }
 
 /// Strip the class suffix: `foo.sysext` → `foo` for sysext (a
@@ -293,19 +299,34 @@ fn pick_version(dir_fd: &OwnedFd, dir_name: &str, host_arch: &str) -> Result<Pic
     let mut best: Option<(VersionedName, SourceKind, OwnedFd)> = None;
     for name in names {
         let file_name = name.to_string_lossy();
-        let Ok(fd) = open_in_root(dir_fd, &name, OFlags::PATH) else {
-            continue;
+        let fd = match open_in_root(dir_fd, &name, OFlags::PATH) {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::warn!("ignoring {dir_name}/{file_name}: cannot resolve: {e}");
+                continue;
+            }
         };
-        let Some(kind) = kind_of(&fd) else { continue };
+        let kind = match kind_of(&fd) {
+            Ok(kind) => kind,
+            Err(why) => {
+                log::warn!("ignoring {dir_name}/{file_name}: {why}");
+                continue;
+            }
+        };
         let suffix = match kind {
-            SourceKind::Directory if raw_only => continue,
+            SourceKind::Directory if raw_only => {
+                log::warn!("ignoring {dir_name}/{file_name}: a directory in a .raw.v directory");
+                continue;
+            }
             SourceKind::Directory => "",
             SourceKind::RawFile | SourceKind::BlockDevice => ".raw",
         };
         let Some(parsed) = parse_versioned(&file_name, base, suffix) else {
+            log::warn!("ignoring {dir_name}/{file_name}: not named {base}_VERSION{suffix}");
             continue;
         };
         if parsed.arch.as_deref().is_some_and(|arch| arch != host_arch) {
+            log::debug!("ignoring {dir_name}/{file_name}: for another architecture");
             continue;
         }
         if best

@@ -259,14 +259,73 @@ pub fn merged_metadata(ext_layers: &[PathBuf], base: Option<&Path>) -> io::Resul
     Ok(files)
 }
 
+/// The depmod files merged across layers.
+const METADATA_FILES: [&str; 6] = [
+    "modules.dep",
+    "modules.alias",
+    "modules.symbols",
+    "modules.softdep",
+    "modules.weakdep",
+    "modules.devname",
+];
+
+/// Larger than any real kernel's (Debian's biggest, modules.alias, is
+/// about 1.5 MB): an extension cannot make the initrd read a huge file.
+const METADATA_MAX_BYTES: u64 = 32 << 20;
+
+/// Check that the module metadata one extension's `/usr` layer ships can be
+/// merged, so a bad file refuses that extension instead of the merge of
+/// all.
+pub fn check_layer(layer: &Path) -> Result<(), String> {
+    let modules = layer.join("lib/modules");
+    let Ok(entries) = fs::read_dir(&modules) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read /usr/lib/modules: {e}"))?;
+        let dir = entry.path();
+        if !dir.join("modules.dep").is_file() {
+            continue;
+        }
+        let kver = entry.file_name().to_string_lossy().into_owned();
+        for name in METADATA_FILES {
+            read_metadata(&dir.join(name))
+                .map_err(|e| format!("bad module metadata /usr/lib/modules/{kver}/{name}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// One metadata file as text; None when it does not exist.
+fn read_metadata(path: &Path) -> io::Result<Option<String>> {
+    use std::io::Read;
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(METADATA_MAX_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > METADATA_MAX_BYTES {
+        return Err(io::Error::other(format!(
+            "larger than {} MiB",
+            METADATA_MAX_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Read one metadata file from each layer that has it, top first.
 fn read_all(dirs: &[PathBuf], name: &str) -> io::Result<Vec<String>> {
     let mut texts = Vec::new();
     for dir in dirs {
-        match fs::read_to_string(dir.join(name)) {
-            Ok(text) => texts.push(text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        let path = dir.join(name);
+        if let Some(text) = read_metadata(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
+        {
+            texts.push(text);
         }
     }
     Ok(texts)

@@ -12,7 +12,7 @@ use crate::find::discover::{Candidate, SourceKind};
 use crate::sys::mount::{attach, io_error, mount_block_read_only};
 use crate::sys::SysError;
 use crate::verify::policy::{Designator, ImagePolicy, Protection};
-use crate::verify::probe::{probe, ProbeError};
+use crate::verify::probe::{check_complete, probe, Format, ProbeError};
 use crate::verify::signature::TrustedCert;
 use crate::verify::verity::{self, Verdict, VerityError};
 
@@ -84,11 +84,8 @@ pub fn open(
     let inspection = verity::inspect(&file, &candidate.path, naked)?;
     let verdict = verity::judge(&inspection, trust.policy, trust.trusted, trust.now)?;
     let active = verity::activate(&file, &candidate.path, &inspection, &verdict)?;
-    let format = match naked {
-        Some(format) => format,
-        None => probe(&File::open(&active.device)?)?.ok_or(ProbeError::Unrecognized)?,
-    };
-    let mount = mount_block_read_only(format.fstype(), &active.device, attrs);
+    // Whatever happens, the verity device must go once nothing uses it.
+    let mount = check_and_mount(&active.device, naked, attrs);
     if let Some(name) = &active.dm_name {
         verity::release_when_unmounted(name);
     }
@@ -106,4 +103,20 @@ pub fn open(
         root: mount_point.to_path_buf(),
         verdict,
     })
+}
+
+/// Refuse a device whose file system is cut short, then mount it.
+fn check_and_mount(
+    device: &Path,
+    naked: Option<Format>,
+    attrs: MountAttrFlags,
+) -> Result<std::os::fd::OwnedFd, ImageError> {
+    let file = File::open(device)?;
+    let format = match naked {
+        Some(format) => format,
+        None => probe(&file)?.ok_or(ProbeError::Unrecognized)?,
+    };
+    check_complete(&file, format)?;
+    drop(file);
+    Ok(mount_block_read_only(format.fstype(), device, attrs)?)
 }
