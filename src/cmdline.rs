@@ -42,6 +42,16 @@ impl KernelCmdline {
             .map(|(_, v)| v.as_deref().unwrap_or("1"))
     }
 
+    /// The values of every occurrence of `key`, in order, for options that may repeat; a bare
+    /// key counts as "1".
+    pub fn get_all(&self, key: &str) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|(k, _)| keys_equal(k, key))
+            .map(|(_, v)| v.as_deref().unwrap_or("1"))
+            .collect()
+    }
+
     /// The `MODULE.PARAM=VALUE` options for `module`, as the parameter
     /// string `finit_module` takes: the kernel leaves these to whoever loads
     /// the module (kmod does the same).
@@ -119,6 +129,14 @@ mod tests {
 
     fn get(text: &str, key: &str) -> Option<String> {
         KernelCmdline::parse(text).get(key).map(str::to_owned)
+    }
+
+    #[test]
+    fn repeated_keys_keep_every_value() {
+        let c = KernelCmdline::parse("rdext.pull=a:b:c quiet rdext.pull=d:e:http://f rdext-pull");
+        assert_eq!(c.get_all("rdext.pull"), ["a:b:c", "d:e:http://f"]);
+        assert_eq!(c.get_all("rdext_pull"), ["1"]);
+        assert!(c.get_all("rd.systemd.pull").is_empty());
     }
 
     #[test]

@@ -78,6 +78,20 @@ impl Settings {
         })
     }
 
+    /// Every file's value of `key`, in precedence order, for settings that add up rather than
+    /// override (`pull`).
+    pub fn file_values(&self, key: &str) -> Vec<Setting> {
+        self.layers
+            .iter()
+            .filter_map(|(source, env)| {
+                env.get(key).map(|value| Setting {
+                    value: value.to_string(),
+                    source: source.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// The kernel command line the settings were made from.
     pub fn cmdline(&self) -> &KernelCmdline {
         &self.cmdline
@@ -127,6 +141,13 @@ mod tests {
             target.display().to_string()
         );
         assert_eq!(s.get("download"), None);
+        assert_eq!(
+            s.file_values("policy")
+                .iter()
+                .map(|s| s.value.as_str())
+                .collect::<Vec<_>>(),
+            ["verity", "any"]
+        );
 
         let s = Settings::load(
             KernelCmdline::parse("rdext.policy=signed rdext.required=c"),

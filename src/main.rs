@@ -8,6 +8,7 @@ use rdext::class::Class;
 use rdext::cmdline::KernelCmdline;
 use rdext::config::Settings;
 use rdext::fetch::download::{self, DownloadMode, DownloadOptions};
+use rdext::fetch::pull::{self, PullOptions};
 use rdext::merge::{self, MergeError, Options, PolicyChoice, Verdict};
 use rdext::verify::policy::{self, ImagePolicy};
 
@@ -204,6 +205,7 @@ fn run(args: Args) -> Result<()> {
                 &settings,
                 mode.max(DownloadMode::Missing),
             ));
+            run_pulls(&opts, &settings);
             Ok(())
         }
         "list" => list_command(&opts, args.json),
@@ -294,6 +296,74 @@ fn download_options(opts: &Options, settings: &Settings, mode: DownloadMode) -> 
     }
 }
 
+/// The pulls of the command line and the settings files, run before the merge. In an initrd
+/// `rd.systemd.pull=` counts too, unless the initrd has systemd's own import generator.
+fn run_pulls(opts: &Options, settings: &Settings) {
+    let cmdline = settings.cmdline();
+    let own: Vec<String> = cmdline
+        .get_all("rdext.pull")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let systemd_pulls: Vec<String> = match &opts.initrd_root {
+        Some(initrd) => {
+            let pulls = cmdline.get_all("rd.systemd.pull");
+            let generator =
+                initrd.join("usr/lib/systemd/system-generators/systemd-import-generator");
+            if !pulls.is_empty() && generator.exists() {
+                log::info!("leaving rd.systemd.pull= to systemd-import-generator in this initrd");
+                Vec::new()
+            } else {
+                pulls.into_iter().map(str::to_string).collect()
+            }
+        }
+        None => Vec::new(),
+    };
+    // In files, one `pull=` value holds whitespace-separated expressions.
+    let from_files: Vec<(String, String)> = settings
+        .file_values("pull")
+        .into_iter()
+        .flat_map(|s| {
+            let source = s.source.to_string();
+            s.value
+                .split_whitespace()
+                .map(|e| (e.to_string(), source.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let specs = pull::collect(&own, &systemd_pulls, &from_files);
+    if specs.is_empty() {
+        return;
+    }
+    let mut keyrings = Vec::new();
+    if let Some(initrd) = &opts.initrd_root {
+        keyrings.extend(rdext::fetch::manifest::keyring_path(initrd));
+    }
+    keyrings.extend(rdext::fetch::manifest::keyring_path(&opts.root));
+    let auth_files = match settings.get("registry_auth") {
+        Some(s) => vec![opts.root.join(s.value.trim_start_matches('/'))],
+        None => vec![
+            opts.root.join("etc/rdext/registry-auth.json"),
+            opts.root.join("root/.docker/config.json"),
+        ],
+    };
+    pull::run(
+        &PullOptions {
+            root: opts.root.clone(),
+            run_dir: opts.run_dir.clone(),
+            runtime_default: opts.initrd_root.is_some(),
+            host_arch: opts.host_arch.clone(),
+            pinned_ca: settings.get("download_ca").map(|s| PathBuf::from(s.value)),
+            auth_files,
+            keyrings,
+            connect_timeout: std::time::Duration::from_secs(10),
+            read_timeout: std::time::Duration::from_secs(30),
+            retries: 3,
+        },
+        &specs,
+    );
+}
+
 fn merge_command(mut opts: Options, settings: &Settings) -> Result<()> {
     let cmdline = settings.cmdline();
     if cmdline_flag(cmdline, "rdext") == Some(false) {
@@ -304,6 +374,7 @@ fn merge_command(mut opts: Options, settings: &Settings) -> Result<()> {
     if mode != DownloadMode::No {
         download::run(&download_options(&opts, settings, mode));
     }
+    run_pulls(&opts, settings);
     for (class, key) in [
         (Class::Sysext, "systemd.sysext"),
         (Class::Confext, "systemd.confext"),

@@ -146,7 +146,7 @@ pub fn run(opts: &DownloadOptions) -> Vec<ComponentOutcome> {
 
 /// An error and its causes on one line, leaving out a cause its parent
 /// already spelled out.
-fn error_chain(e: &anyhow::Error) -> String {
+pub fn error_chain(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

@@ -180,6 +180,27 @@ pub struct DownloadStats {
     pub resumed: bool,
 }
 
+/// A small document as [`Fetcher::get_document`] got it.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// The final status after redirects.
+    pub status: u16,
+    /// Response headers, names in lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body, at most the caller's cap.
+    pub body: Vec<u8>,
+}
+
+impl Document {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// One HTTP agent shared by all fetches of a boot, so connections and TLS sessions are reused.
 pub struct Fetcher {
     agent: Agent,
@@ -270,6 +291,23 @@ impl Fetcher {
         mode: u32,
         replace: bool,
     ) -> Result<DownloadStats, FetchError> {
+        self.download_as(url, &[], dir, final_name, Some(expected), mode, replace)
+    }
+
+    /// [`Fetcher::download`] with extra request headers (a registry's `Authorization`), and
+    /// without a digest when `expected` is `None`: then any complete body is installed, and an
+    /// existing final file is always fetched again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn download_as(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        dir: &Path,
+        final_name: &str,
+        expected: Option<&[u8; 32]>,
+        mode: u32,
+        replace: bool,
+    ) -> Result<DownloadStats, FetchError> {
         if final_name.is_empty()
             || final_name == "."
             || final_name == ".."
@@ -283,14 +321,17 @@ impl Fetcher {
             .create(dir)
             .map_err(|e| io_error("create", dir, e))?;
         let final_path = dir.join(final_name);
-        if let Some(size) = existing_file(&final_path, expected, replace)? {
-            return Ok(DownloadStats {
-                size,
-                ..DownloadStats::default()
-            });
+        if let Some(expected) = expected {
+            if let Some(size) = existing_file(&final_path, expected, replace)? {
+                return Ok(DownloadStats {
+                    size,
+                    ..DownloadStats::default()
+                });
+            }
         }
         let mut job = Job {
             url,
+            headers,
             partial: dir.join(format!(".#rdext{final_name}.partial")),
             expected,
             stats: DownloadStats::default(),
@@ -319,13 +360,14 @@ impl Fetcher {
             _ => 0,
         };
         job.stats.requests += 1;
-        let mut response = self.request(job.url, offset)?;
+        let mut response = self.request_with(job.url, job.headers, offset)?;
         if offset > 0 {
             let restart = match response.status() {
                 StatusCode::RANGE_NOT_SATISFIABLE => {
                     // The kept file may already be the whole document.
                     let mut file = job.open(false)?;
-                    if job.hash_prefix(&mut file, offset)?.finish().as_ref() == job.expected {
+                    let digest = job.hash_prefix(&mut file, offset)?.finish();
+                    if job.expected.is_some_and(|e| digest.as_ref() == e) {
                         job.stats.resumed = true;
                         return Ok(file);
                     }
@@ -340,7 +382,7 @@ impl Fetcher {
                 log::info!("{}: discarding the partial download", job.url);
                 discard(&job.partial);
                 job.stats.requests += 1;
-                response = self.request(job.url, 0)?;
+                response = self.request_with(job.url, job.headers, 0)?;
             }
         }
         let (mut file, mut ctx, total) = match response.status() {
@@ -376,19 +418,74 @@ impl Fetcher {
             job.progress.report(done, total, false);
         }
         let actual = ctx.finish();
-        if actual.as_ref() != job.expected {
+        if let Some(expected) = job.expected.filter(|e| actual.as_ref() != *e) {
             discard(&job.partial);
             return Err(FetchError::HashMismatch {
                 url: job.url.to_string(),
                 actual: crate::hex(actual.as_ref()),
-                expected: crate::hex(job.expected),
+                expected: crate::hex(expected),
             });
         }
         Ok(file)
     }
 
+    /// A small document with its status and headers, whatever the status: a registry's 401
+    /// carries the challenge to answer. Transient failures (5xx included) are retried.
+    pub fn get_document(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        cap: usize,
+    ) -> Result<Document, FetchError> {
+        self.with_retries(url, || {
+            let response = self.request_with(url, headers, 0)?;
+            let status = response.status();
+            if status.is_server_error()
+                || status == StatusCode::REQUEST_TIMEOUT
+                || status == StatusCode::TOO_MANY_REQUESTS
+            {
+                return Err(status_error(url, status));
+            }
+            let headers = response
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            let mut body = Vec::new();
+            response
+                .into_body()
+                .into_reader()
+                .take((cap as u64).saturating_add(1))
+                .read_to_end(&mut body)
+                .map_err(|e| http_error(url, e))?;
+            if body.len() > cap {
+                return Err(FetchError::TooLarge {
+                    url: url.to_string(),
+                    cap,
+                });
+            }
+            Ok(Document {
+                status: status.as_u16(),
+                headers,
+                body,
+            })
+        })
+    }
+
     fn request(&self, url: &str, offset: u64) -> Result<Response<Body>, FetchError> {
+        self.request_with(url, &[], offset)
+    }
+
+    fn request_with(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        offset: u64,
+    ) -> Result<Response<Body>, FetchError> {
         let mut request = self.agent.get(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if offset > 0 {
             request = request.header(header::RANGE, format!("bytes={offset}-"));
         }
@@ -426,8 +523,9 @@ impl Fetcher {
 /// The state of one [`Fetcher::download`] call across its attempts.
 struct Job<'a> {
     url: &'a str,
+    headers: &'a [(&'a str, &'a str)],
     partial: PathBuf,
-    expected: &'a [u8; 32],
+    expected: Option<&'a [u8; 32]>,
     stats: DownloadStats,
     progress: Progress<'a>,
 }

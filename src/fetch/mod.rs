@@ -4,5 +4,7 @@
 pub mod download;
 pub mod http;
 pub mod manifest;
+pub mod oci;
 pub mod openpgp;
+pub mod pull;
 pub mod sysupdate;
