@@ -14,6 +14,7 @@ CARGO      ?= cargo
 PREFIX     ?= /usr
 BINDIR     ?= $(PREFIX)/bin
 DRACUTDIR  ?= $(PREFIX)/lib/dracut/modules.d
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DESTDIR    ?=
 DEFAULT_BIN := target/$(TARGET)/release/rdext
 BIN        ?= $(DEFAULT_BIN)
@@ -37,10 +38,12 @@ install: $(BIN)
 	install -m 0755 dracut-module/module-setup.sh dracut-module/rdext-generator \
 		dracut-module/rdext-pre-pivot.sh $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)/
 	install -m 0644 dracut-module/rdext-merge.service $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)/
+	install -D -m 0644 systemd/rdext-bless.service $(DESTDIR)$(UNITDIR)/rdext-bless.service
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/rdext
 	rm -rf $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)
+	rm -f $(DESTDIR)$(UNITDIR)/rdext-bless.service
 
 check: build
 	$(CARGO) fmt --check

@@ -20,6 +20,8 @@ commands:
   list      show every image found and whether it would merge, and why
   status    show the merged hierarchies
   unmerge   remove the merged overlays
+  bless     the boot is good: remove the boot counter of the .v/ entries
+            this boot's merge counted (rdext-bless.service)
   download  fetch missing extensions as systemd-sysupdate would (merge does
             this first when downloads are on: rdext.download=missing|update|no,
             default missing on first boot)
@@ -211,6 +213,13 @@ fn run(args: Args) -> Result<()> {
         "list" => list_command(&opts, args.json),
         "verify" => verify_command(&opts, &args),
         "status" => status_command(&opts, args.json),
+        "bless" => {
+            let n = merge::bless(&opts.root, &opts.run_dir)?;
+            if n == 0 {
+                log::info!("no boot-counted extension to bless");
+            }
+            Ok(())
+        }
         "unmerge" => {
             let removed = merge::unmerge(&opts.root, &opts.classes, &opts.run_dir)?;
             if removed == 0 {

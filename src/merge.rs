@@ -15,11 +15,12 @@ use serde::Serialize;
 use crate::class::Class;
 use crate::cmdline::KernelCmdline;
 use crate::envfile::EnvFile;
+use crate::find::counting;
 use crate::find::discover::{self, Candidate, Finding, Origin, SearchRoot};
 use crate::find::release::{self, HostRelease};
 use crate::mount::modules;
 use crate::mount::overlay::{self, Extension};
-use crate::sys::fs::{open_dir, open_in_root};
+use crate::sys::fs::{open_dir, open_in_root, rename_noreplace};
 use crate::sys::mount::Workspace;
 use crate::verify::image::{self, Trust};
 use crate::verify::policy::{self, ImagePolicy};
@@ -174,6 +175,8 @@ impl ImageReport {
 struct Examined {
     reports: Vec<ImageReport>,
     accepted: Vec<Extension>,
+    /// Boot-counted entries renamed for this try, relative to the root.
+    counted: Vec<String>,
 }
 
 /// Read the target root's os-release, resolved inside it.
@@ -213,15 +216,20 @@ fn examine(
     class: Class,
     host: &HostRelease,
     workspace: Option<&Workspace>,
+    count_tries: bool,
 ) -> Result<Examined> {
     let findings = discover::discover(class, &search_roots(opts), &opts.host_arch)
         .with_context(|| format!("cannot search for {} images", class.name()))?;
     let (trusted, now) = trust_material(opts);
     let mut reports = Vec::new();
     let mut accepted = Vec::new();
+    let mut counted = Vec::new();
     for finding in findings {
         let report = match finding {
-            Finding::Selected(c) => {
+            Finding::Selected(mut c) => {
+                if count_tries {
+                    counted.extend(count_try(&opts.root, &mut c));
+                }
                 let policy = opts.policy_for(class, &c);
                 let trust = Trust {
                     policy: &policy,
@@ -264,7 +272,41 @@ fn examine(
         };
         reports.push(report);
     }
-    Ok(Examined { reports, accepted })
+    Ok(Examined {
+        reports,
+        accepted,
+        counted,
+    })
+}
+
+/// Count this boot's try of a boot-counted `.v/` entry of the target root (`+LEFT[-DONE]`) by
+/// renaming it, before it is merged. Returns the new path relative to the root, for
+/// `rdext bless`. A rename that fails (read-only root) is logged and the entry merged uncounted.
+fn count_try(root: &Path, candidate: &mut Candidate) -> Option<String> {
+    if candidate.origin != Origin::Target || candidate.version.is_none() {
+        return None;
+    }
+    let name = candidate.path.file_name()?.to_str()?;
+    let next = counting::next_try(name)?;
+    let new_path = candidate.path.with_file_name(&next);
+    let rel = new_path.strip_prefix(root).ok()?.to_str()?.to_string();
+    match rename_noreplace(&candidate.path, &new_path) {
+        Ok(()) => {
+            log::info!(
+                "{}: counting this boot's try of {name}: now {next}",
+                candidate.entry.display()
+            );
+            candidate.path = new_path;
+            Some(format!("/{rel}"))
+        }
+        Err(e) => {
+            log::warn!(
+                "{}: cannot count the try of {name} ({e}); merging it uncounted",
+                candidate.entry.display()
+            );
+            None
+        }
+    }
 }
 
 fn describe_protection(verdict: &verity::Verdict) -> String {
@@ -365,6 +407,8 @@ pub struct ClassOutcome {
     pub hierarchies: Vec<String>,
     /// Every entry and its verdict.
     pub images: Vec<ImageReport>,
+    /// Boot-counted entries whose try this boot counted (paths in the root), for `rdext bless`.
+    pub counted: Vec<String>,
 }
 
 /// Merge every enabled class. Errors of one class (e.g. already merged)
@@ -455,7 +499,7 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
         }
     }
     let workspace = Workspace::create(&opts.run_dir).context("cannot set up the workspace")?;
-    let examined = examine(opts, class, host, Some(&workspace))?;
+    let examined = examine(opts, class, host, Some(&workspace), true)?;
     let mut failures = Vec::new();
     for report in &examined.reports {
         match &report.verdict {
@@ -504,6 +548,7 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
         merged: Vec::new(),
         hierarchies: Vec::new(),
         images: examined.reports,
+        counted: examined.counted,
     };
     if names.is_empty() {
         log::info!("no {} images to merge", class.name());
@@ -596,7 +641,7 @@ pub fn list(opts: &Options) -> Result<Vec<ImageReport>> {
     let workspace = Workspace::create(&opts.run_dir).ok();
     let mut reports = Vec::new();
     for &class in &opts.classes {
-        reports.extend(examine(opts, class, &host, workspace.as_ref())?.reports);
+        reports.extend(examine(opts, class, &host, workspace.as_ref(), false)?.reports);
     }
     Ok(reports)
 }
@@ -708,4 +753,40 @@ pub fn unmerge(root: &Path, classes: &[Class], run_dir: &Path) -> Result<usize> 
         let _ = std::fs::remove_file(run_dir.join("rdext").join(format!("{}.json", class.name())));
     }
     Ok(removed)
+}
+
+/// The boot is good: remove the boot counter of every entry the merge in this boot counted
+/// (recorded in `run_dir/rdext/CLASS.json`), so that version stays picked. Returns how many
+/// entries were blessed; an entry already gone or renamed is skipped.
+pub fn bless(root: &Path, run_dir: &Path) -> Result<usize> {
+    let mut blessed = 0;
+    for class in Class::ALL {
+        let record = run_dir.join("rdext").join(format!("{}.json", class.name()));
+        let text = match std::fs::read(&record) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", record.display())),
+        };
+        let json: serde_json::Value = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not JSON", record.display()))?;
+        let counted = json["counted"].as_array().cloned().unwrap_or_default();
+        for rel in counted.iter().filter_map(|v| v.as_str()) {
+            let path = root.join(rel.trim_start_matches('/'));
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(good) = counting::blessed(name) else {
+                continue;
+            };
+            match rename_noreplace(&path, &path.with_file_name(&good)) {
+                Ok(()) => {
+                    log::info!("blessed {}: now {good}", path.display());
+                    blessed += 1;
+                }
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => log::warn!("cannot bless {}: {e}", path.display()),
+            }
+        }
+    }
+    Ok(blessed)
 }

@@ -77,3 +77,15 @@ pub fn sorted_entries(dir: impl AsFd) -> rustix::io::Result<Vec<PathBuf>> {
     names.sort();
     Ok(names)
 }
+
+/// Rename `from` to `to` in one step, failing if `to` exists (boot-counting renames must not
+/// overwrite an entry of another version).
+pub fn rename_noreplace(from: &Path, to: &Path) -> rustix::io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+}
