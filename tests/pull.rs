@@ -512,3 +512,181 @@ fn oci_pull_with_basic_auth_from_htpasswd() {
     assert!(err.contains("pulls: 1 installed"), "{err}");
     assert_eq!(fs::read(s.path("run/extensions/tools.raw")).unwrap(), data);
 }
+
+/// A token server for the registry's `auth: token` (none is packaged in Debian): it answers
+/// `GET /token?service=..&scope=..` with an ES256 JWT for the asked scope, signed by a key whose
+/// self-signed certificate (`x5c`) is the registry's `rootcertbundle`, when the request carries
+/// the right Basic credentials. Returns the port; the thread serves until the test ends.
+fn token_server(dir: &Path, user_pass: &str) -> u16 {
+    run(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "token.key",
+        "-out",
+        "token.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rdext-test-token",
+    ]));
+    run(Command::new("openssl").current_dir(dir).args([
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        "token.key",
+        "-outform",
+        "DER",
+        "-out",
+        "token.p8",
+    ]));
+    run(Command::new("openssl").current_dir(dir).args([
+        "x509",
+        "-in",
+        "token.crt",
+        "-outform",
+        "DER",
+        "-out",
+        "token.der",
+    ]));
+    let rng = ring::rand::SystemRandom::new();
+    let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &fs::read(dir.join("token.p8")).unwrap(),
+        &rng,
+    )
+    .unwrap();
+    let cert =
+        base64::engine::general_purpose::STANDARD.encode(fs::read(dir.join("token.der")).unwrap());
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_pass)
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let b64 = |data: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data);
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let mut authorized = false;
+            use std::io::BufRead;
+            reader.read_line(&mut request_line).unwrap_or(0);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") && v.trim() == expected {
+                        authorized = true;
+                    }
+                }
+            }
+            let query = request_line
+                .split(' ')
+                .nth(1)
+                .unwrap_or("")
+                .split_once('?')
+                .map_or("", |q| q.1);
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .map(|v| {
+                        v.replace("%3A", ":")
+                            .replace("%2F", "/")
+                            .replace("%2C", ",")
+                    })
+            };
+            let access: Vec<serde_json::Value> = query
+                .split('&')
+                .filter_map(|kv| kv.strip_prefix("scope="))
+                .map(|v| v.replace("%3A", ":").replace("%2F", "/").replace("%2C", ","))
+                .filter_map(|scope| {
+                    let mut parts = scope.splitn(3, ':');
+                    let (t, n, a) = (parts.next()?, parts.next()?, parts.next()?);
+                    Some(serde_json::json!({"type": t, "name": n, "actions": a.split(',').collect::<Vec<_>>()}))
+                })
+                .collect();
+            let response = if authorized {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [cert]});
+                let claims = serde_json::json!({
+                    "iss": "rdext-test-issuer", "sub": "fleet",
+                    "aud": param("service").unwrap_or_default(),
+                    "exp": now + 600, "nbf": now - 60, "iat": now, "jti": format!("{now}"),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64(header.to_string().as_bytes()),
+                    b64(claims.to_string().as_bytes())
+                );
+                let sig = key.sign(&rng, signing_input.as_bytes()).unwrap();
+                let body =
+                    serde_json::json!({"token": format!("{signing_input}.{}", b64(sig.as_ref()))})
+                        .to_string();
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            };
+            use std::io::Write;
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn oci_pull_with_bearer_tokens_from_the_registry_realm() {
+    let s = Scratch::new();
+    not_first_boot(&s);
+    fs::create_dir_all(s.path("registry")).unwrap();
+    let token_port = token_server(&s.path("registry"), "fleet:s3cret");
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: rdext-test-registry\n    \
+         issuer: rdext-test-issuer\n    rootcertbundle: {}\n",
+        s.path("registry/token.crt").display()
+    );
+    let registry = Registry::start(&s.path("registry"), &auth);
+    let host = registry.host();
+    let data = image(&s, "tools", "1");
+    fs::create_dir_all(s.path("push")).unwrap();
+    fs::write(s.path("push/tools.raw"), &data).unwrap();
+    let digest = oras_push(
+        &s.path("push"),
+        &format!("{host}/fleet/tools:1.0"),
+        "tools.raw",
+        &["-u", "fleet", "-p", "s3cret"],
+    );
+    let spec = format!("rdext.pull=raw,sysext,runtime=yes::oci+http://{host}/fleet/tools@{digest}");
+    // Anonymous: the realm refuses a token.
+    let (_, err) = pull(&s, &spec);
+    let why = line_with(&err, "pull of tools failed");
+    assert!(
+        why.contains(&format!(
+            "token request http://127.0.0.1:{token_port}/token: HTTP status 401"
+        )),
+        "{why}"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode("fleet:s3cret");
+    s.write(
+        "root/etc/rdext/registry-auth.json",
+        &format!("{{\"auths\": {{\"{host}\": {{\"auth\": \"{b64}\"}}}}}}"),
+    );
+    let (_, err) = pull(&s, &spec);
+    assert!(err.contains("pulls: 1 installed"), "{err}");
+    assert_eq!(fs::read(s.path("run/extensions/tools.raw")).unwrap(), data);
+}
