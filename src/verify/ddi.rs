@@ -50,6 +50,8 @@ pub enum DdiError {
     HeaderCrc,
     #[error("GPT partition entry array CRC mismatch")]
     EntriesCrc,
+    #[error("invalid GPT: {0}")]
+    Gpt(gptman::Error),
     #[error("GPT partition {0} ends before it starts")]
     BadPartitionEntry(u32),
     #[error("no root or usr partition found")]
@@ -87,20 +89,6 @@ pub enum DdiError {
     EmptySignatureFile(PathBuf),
     #[error("invalid verity superblock: {0}")]
     BadVeritySuperblock(&'static str),
-}
-
-/// CRC-32 (IEEE, reflected) as used by GPT; bitwise because tables are small
-/// and this runs once per image.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
 }
 
 const fn hex_value(c: u8) -> Option<u8> {
@@ -183,10 +171,6 @@ impl Guid {
     pub fn uuid_bytes(&self) -> [u8; 16] {
         std::array::from_fn(|i| self.0[GUID_SWAP[i]])
     }
-
-    fn is_nil(&self) -> bool {
-        self.0 == [0; 16]
-    }
 }
 
 impl fmt::Display for Guid {
@@ -259,6 +243,8 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 
 const GPT_HEADER_MIN: usize = 92;
 const GPT_MAX_ENTRIES: u32 = 1024;
+/// The only entry size gptman reads; every partitioning tool writes it.
+const GPT_ENTRY_SIZE: u32 = 128;
 
 /// The header checks systemd's `gpt_probe` uses to decide the sector size.
 fn looks_like_gpt_header(h: &[u8], sector: usize) -> bool {
@@ -274,12 +260,52 @@ fn has_protective_mbr(mbr: &[u8]) -> bool {
     mbr[510..512] == [0x55, 0xAA] && (0..4).any(|i| mbr[446 + 16 * i + 4] == 0xEE)
 }
 
+/// Positional reads as the `Read + Seek` stream gptman parses from; it only
+/// seeks to absolute offsets.
+struct PositionalReader<'a, D> {
+    dev: &'a D,
+    pos: u64,
+}
+
+impl<D: FileExt> io::Read for PositionalReader<'_, D> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.dev.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<D> io::Seek for PositionalReader<'_, D> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        match to {
+            io::SeekFrom::Start(pos) => {
+                self.pos = pos;
+                Ok(pos)
+            }
+            _ => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
+fn gpt_error(e: gptman::Error) -> DdiError {
+    match e {
+        gptman::Error::Io(e) => DdiError::Io(e),
+        gptman::Error::InvalidChecksum(..) => DdiError::HeaderCrc,
+        gptman::Error::InvalidPartitionEntryArrayChecksum(..) => DdiError::EntriesCrc,
+        other => DdiError::Gpt(other),
+    }
+}
+
 /// Reads the primary GPT of an image or block device of `size` bytes.
 ///
 /// The sector size is detected like systemd does (header at byte 512, 1024,
-/// 2048 or 4096). Both CRCs are checked. There is no fallback to the backup
-/// header: a damaged primary table is an error rather than a silent repair.
-/// Entries that lie outside the usable area are skipped, as libblkid does.
+/// 2048 or 4096); gptman then parses the header and the entries and checks
+/// both CRCs. The bounds it does not check (usable area, entry array inside
+/// the device, entry count) are checked here first, so a hostile header
+/// cannot make it read or allocate without limit. There is no fallback to the
+/// backup header: a damaged primary table is an error rather than a silent
+/// repair. Entries that lie outside the usable area are skipped, as libblkid
+/// does.
 pub fn read_partitions(dev: &impl FileExt, size: u64) -> Result<Vec<GptPartition>, DdiError> {
     let mut head = vec![0u8; 8192];
     if size < head.len() as u64 {
@@ -299,65 +325,54 @@ pub fn read_partitions(dev: &impl FileExt, size: u64) -> Result<Vec<GptPartition
         }
     }
     let sector = found.ok_or(DdiError::NoGpt)?;
-    let h = &head[sector..sector + le_u32(&head, sector + 12) as usize];
+    let header =
+        gptman::GPTHeader::read_from(&mut io::Cursor::new(&head[sector..])).map_err(gpt_error)?;
 
-    let mut zeroed = h.to_vec();
-    zeroed[16..20].fill(0);
-    if crc32(&zeroed) != le_u32(h, 16) {
-        return Err(DdiError::HeaderCrc);
-    }
     let ss = sector as u64;
     let last_lba = size / ss - 1;
-    let (first_usable, last_usable) = (le_u64(h, 40), le_u64(h, 48));
+    let (first_usable, last_usable) = (header.first_usable_lba, header.last_usable_lba);
     if first_usable > last_usable || last_usable > last_lba {
         return Err(DdiError::BadGptHeader("usable area outside the device"));
     }
-    let (entries_lba, count, entry_size) = (le_u64(h, 72), le_u32(h, 80), le_u32(h, 84));
-    if entry_size < 128 || entry_size % 8 != 0 {
-        return Err(DdiError::BadGptHeader("bad partition entry size"));
+    if header.size_of_partition_entry != GPT_ENTRY_SIZE {
+        return Err(DdiError::BadGptHeader("partition entry size is not 128"));
     }
+    let count = header.number_of_partition_entries;
     if count == 0 || count > GPT_MAX_ENTRIES {
         return Err(DdiError::BadGptHeader("bad partition entry count"));
     }
-    let table_len = u64::from(count) * u64::from(entry_size);
-    let table_off = entries_lba
+    let table_len = u64::from(count) * u64::from(GPT_ENTRY_SIZE);
+    let entries_lba = header.partition_entry_lba;
+    entries_lba
         .checked_mul(ss)
         .filter(|off| entries_lba >= 2 && off.saturating_add(table_len) <= size)
         .ok_or(DdiError::BadGptHeader(
             "partition entry array outside the device",
         ))?;
-    let mut table = vec![0u8; table_len as usize];
-    dev.read_exact_at(&mut table, table_off)?;
-    if crc32(&table) != le_u32(h, 88) {
-        return Err(DdiError::EntriesCrc);
-    }
+    let entries = header
+        .read_partitions(&mut PositionalReader { dev, pos: 0 }, ss)
+        .map_err(gpt_error)?;
 
     let mut parts = Vec::new();
-    for (slot, e) in (1u32..).zip(table.chunks_exact(entry_size as usize)) {
-        let type_guid = Guid(e[0..16].try_into().expect("16-byte slice"));
-        if type_guid.is_nil() {
+    for (slot, e) in (1u32..).zip(entries) {
+        if e.is_unused() {
             continue;
         }
-        let (first, last) = (le_u64(e, 32), le_u64(e, 40));
+        let (first, last) = (e.starting_lba, e.ending_lba);
         if last < first {
             return Err(DdiError::BadPartitionEntry(slot));
         }
         if first < first_usable || last > last_usable {
             continue;
         }
-        let units: Vec<u16> = e[56..128]
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .take_while(|&u| u != 0)
-            .collect();
         parts.push(GptPartition {
             number: slot,
-            type_guid,
-            uuid: Guid(e[16..32].try_into().expect("16-byte slice")),
-            label: String::from_utf16_lossy(&units),
+            type_guid: Guid(e.partition_type_guid),
+            uuid: Guid(e.unique_partition_guid),
+            label: e.partition_name.as_str().to_owned(),
             offset: first * ss,
             size: (last - first + 1) * ss,
-            attributes: le_u64(e, 48),
+            attributes: e.attribute_bits,
         });
     }
     Ok(parts)
@@ -898,6 +913,12 @@ mod tests {
         }
     }
 
+    /// CRC-32 as GPT uses it, from the `crc` crate so that the test images do
+    /// not depend on the code under test.
+    fn crc32(data: &[u8]) -> u32 {
+        crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(data)
+    }
+
     fn fix_header_crc(img: &mut [u8], sector: usize) {
         let h = &mut img[sector..sector + 92];
         h[16..20].fill(0);
@@ -973,12 +994,6 @@ mod tests {
         put(&mut img, 512 + at, bytes);
         fix_header_crc(&mut img, 512);
         read(&img)
-    }
-
-    #[test]
-    fn crc32_matches_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
     }
 
     #[test]
@@ -1079,6 +1094,8 @@ mod tests {
             let err = patched_header(at, &value.to_le_bytes()).unwrap_err();
             assert!(matches!(err, DdiError::BadGptHeader(_)), "{at}={value}");
         }
+        let err = patched_header(12, &96u32.to_le_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "invalid GPT: invalid header size");
     }
 
     #[test]
