@@ -3,15 +3,13 @@
 //! squashfs images, SHA256SUMS signed by a real gpg key.
 
 mod common;
-#[path = "common/http_server.rs"]
-mod http_server;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{marked, Scratch};
-use http_server::Server;
+use common::http_server::Server;
+use common::{marked, run_tool, sha256, Scratch};
 
 const TRANSFER: &str = "\
 [Transfer]
@@ -36,31 +34,25 @@ struct Site {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    rdext::hex(&sha256(data))
 }
 
 fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args([
-            "--batch",
-            "--quiet",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ])
-        .args(args)
-        .output()
-        .expect("gpg (Debian package gnupg) must be installed");
-    assert!(
-        out.status.success(),
-        "gpg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let unattended = [
+        "--batch",
+        "--quiet",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ];
+    run_tool(
+        Command::new("gpg")
+            .arg("--homedir")
+            .arg(home)
+            .args(unattended)
+            .args(args),
+    )
 }
 
 impl Site {

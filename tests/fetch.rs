@@ -1,10 +1,10 @@
 //! Downloads against real HTTP(S) servers on 127.0.0.1: resume, retries, timeouts, redirects,
 //! TLS trust, and what is left in the target directory after each outcome.
 
-#[path = "common/http_server.rs"]
-mod http_server;
+mod common;
 
-use http_server::{Fault, Request, Server};
+use common::http_server::{self, Fault, Request, Server};
+use common::sha256;
 use rdext::fetch::http::{DownloadStats, FetchConfig, FetchError, Fetcher};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -39,13 +39,6 @@ fn payload(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .try_into()
-        .unwrap()
 }
 
 fn listing(dir: &Path) -> Vec<String> {

@@ -303,16 +303,7 @@ pub struct TestPki {
 /// Makes a [`TestPki`] in `dir` with the `openssl` command.
 pub fn make_test_pki(dir: &Path) -> TestPki {
     let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::run_tool(Command::new("openssl").args(args).current_dir(dir));
     };
     // A distinct subject per CA, so a foreign CA fails as an unknown issuer.
     let ca_subject = format!(

@@ -1,6 +1,8 @@
 //! Fixtures for the privileged tests: a scratch root with an os-release,
 //! extension trees, images made by the real mksquashfs and mkfs.erofs, and a
-//! runner that executes a shell script as root in a private mount namespace.
+//! runner that executes a shell script as root in a private mount namespace;
+//! plus the helpers several test files share (the HTTP server, tool runs,
+//! SHA-256).
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -8,6 +10,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub mod http_server;
 
 pub const RDEXT: &str = env!("CARGO_BIN_EXE_rdext");
 
@@ -140,13 +144,23 @@ impl Scratch {
     }
 }
 
-fn run_tool(cmd: &mut Command) {
+/// Runs a host tool that `.ci/setup` installs and returns its stdout; a
+/// failure (or a missing tool) fails the test with the tool's stderr.
+pub fn run_tool(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .try_into()
+        .unwrap()
 }
 
 /// The release file content for an extension that fits the scratch root.
