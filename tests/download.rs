@@ -5,11 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::http_server::Server;
-use common::{marked, run_tool, sha256, Scratch};
+use common::{gpg, marked, sha256_hex, Scratch};
 
 const TRANSFER: &str = "\
 [Transfer]
@@ -33,28 +32,6 @@ struct Site {
     gnupg: PathBuf,
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    rdext::hex(&sha256(data))
-}
-
-fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
-    let unattended = [
-        "--batch",
-        "--quiet",
-        "--pinentry-mode",
-        "loopback",
-        "--passphrase",
-        "",
-    ];
-    run_tool(
-        Command::new("gpg")
-            .arg("--homedir")
-            .arg(home)
-            .args(unattended)
-            .args(args),
-    )
-}
-
 impl Site {
     /// A root whose sysupdate.d points at a local server; `verify` signs the
     /// manifest and installs the public key as the import keyring.
@@ -65,22 +42,7 @@ impl Site {
             .replace("VERIFY", if verify { "yes" } else { "no" })
             .replace("URL", &server.url("/ext"));
         scratch.write("root/etc/sysupdate.d/hello.transfer", &transfer);
-        let gnupg = scratch.path("gnupg");
-        fs::create_dir_all(&gnupg).unwrap();
-        fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-        gpg(
-            &gnupg,
-            &[
-                "--quick-gen-key",
-                "rdext test <rdext@example.invalid>",
-                "ed25519",
-                "sign",
-                "never",
-            ],
-        );
-        let public = gpg(&gnupg, &["--export"]);
-        fs::create_dir_all(scratch.path("root/etc/systemd")).unwrap();
-        fs::write(scratch.path("root/etc/systemd/import-pubring.gpg"), public).unwrap();
+        let gnupg = scratch.trusted_gpg_key();
         Site {
             scratch,
             server,
@@ -90,19 +52,7 @@ impl Site {
 
     /// A real squashfs extension image for version `v`.
     fn image(&self, v: &str) -> Vec<u8> {
-        let s = &self.scratch;
-        let tree = s.tree(
-            &format!("hello-{v}"),
-            "",
-            &[("usr/bin/hello", &format!("{v}\n"))],
-        );
-        s.write(
-            &format!("src/hello-{v}/usr/lib/extension-release.d/extension-release.hello"),
-            "ID=_any\n",
-        );
-        let out = format!("build/hello-{v}.raw");
-        s.squashfs(&tree, &out);
-        fs::read(s.path(&out)).unwrap()
+        self.scratch.published_image("hello", v, "usr/bin/hello")
     }
 
     /// Publish `files` with a SHA256SUMS (signed when `sign`).
@@ -142,18 +92,7 @@ impl Site {
 
     /// `rdext download` with `settings` as the kernel command line.
     fn download(&self, settings: &str) -> (i32, String) {
-        let cmdline = self.scratch.path("cmdline");
-        fs::write(&cmdline, settings).unwrap();
-        let out = Command::new(common::RDEXT)
-            .args(["download", "--root"])
-            .arg(self.scratch.root())
-            .arg("--cmdline")
-            .arg(&cmdline)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        eprintln!("{stderr}");
-        (out.status.code().unwrap_or(-1), stderr)
+        self.scratch.download(settings)
     }
 
     /// Names in the target directory and where the link points.

@@ -6,16 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{marked, Scratch, FITS};
-
-fn run_tool(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{marked, run_tool, Scratch, FITS};
 
 /// The merged names of the sysext class after `merge`.
 const MERGE_AND_LIST: &str = r#"
@@ -101,13 +92,15 @@ fn truncated_and_corrupt_superblocks_are_refused_before_mounting() {
         match kind {
             "squashfs" => s.squashfs(&tree, &dest),
             "erofs" => s.erofs(&tree, &dest),
-            _ => run_tool(
-                Command::new("mkfs.ext4")
-                    .args(["-q", "-F", "-d"])
-                    .arg(&tree)
-                    .arg(s.path(&dest))
-                    .arg("2M"),
-            ),
+            _ => {
+                run_tool(
+                    Command::new("mkfs.ext4")
+                        .args(["-q", "-F", "-d"])
+                        .arg(&tree)
+                        .arg(s.path(&dest))
+                        .arg("2M"),
+                );
+            }
         }
         s.path(&dest)
     };

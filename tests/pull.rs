@@ -4,8 +4,6 @@
 //! `tests-qemu/get-oras.sh`, which `.ci/setup` runs).
 
 mod common;
-#[path = "common/http_server.rs"]
-mod http_server;
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -14,81 +12,21 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::Scratch;
-use http_server::Server;
-
-fn sha256_hex(data: &[u8]) -> String {
-    rdext::hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
-}
+use common::http_server::Server;
+use common::{gpg, run_tool, sha256_hex, Scratch};
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args([
-            "--batch",
-            "--quiet",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ])
-        .args(args)
-        .output()
-        .expect("gpg (Debian package gnupg) must be installed");
-    assert!(
-        out.status.success(),
-        "gpg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    String::from_utf8_lossy(&run_tool(cmd)).into_owned()
 }
 
 /// A real squashfs extension image named `name` whose file says `version`.
 fn image(s: &Scratch, name: &str, version: &str) -> Vec<u8> {
-    let tree = s.tree(
-        &format!("{name}-{version}"),
-        "",
-        &[(&format!("usr/lib/{name}/version"), &format!("{version}\n"))],
-    );
-    s.write(
-        &format!("src/{name}-{version}/usr/lib/extension-release.d/extension-release.{name}"),
-        "ID=_any\n",
-    );
-    let out = format!("build/{name}-{version}.raw");
-    s.squashfs(&tree, &out);
-    fs::read(s.path(&out)).unwrap()
+    s.published_image(name, version, &format!("usr/lib/{name}/version"))
 }
 
 /// `rdext download` with `cmdline` as the kernel command line; (exit status, stderr).
 fn pull(s: &Scratch, cmdline: &str) -> (i32, String) {
-    let path = s.path("cmdline");
-    fs::write(&path, cmdline).unwrap();
-    let out = Command::new(common::RDEXT)
-        .args(["download", "--root"])
-        .arg(s.root())
-        .arg("--run-dir")
-        .arg(s.path("run"))
-        .arg("--cmdline")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("{stderr}");
-    (out.status.code().unwrap_or(-1), stderr)
+    s.download(cmdline)
 }
 
 /// The one line of `stderr` that contains `needle`.
@@ -108,25 +46,7 @@ fn http_pull_checks_the_signed_checksum_and_never_replaces_a_good_image_on_failu
     let s = Scratch::new();
     not_first_boot(&s);
     let server = Server::start();
-    let gnupg = s.path("gnupg");
-    fs::create_dir_all(&gnupg).unwrap();
-    fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    gpg(
-        &gnupg,
-        &[
-            "--quick-gen-key",
-            "rdext test <t@example.invalid>",
-            "ed25519",
-            "sign",
-            "never",
-        ],
-    );
-    s.write("root/etc/systemd/import-pubring.gpg", "");
-    fs::write(
-        s.path("root/etc/systemd/import-pubring.gpg"),
-        gpg(&gnupg, &["--export"]),
-    )
-    .unwrap();
+    let gnupg = s.trusted_gpg_key();
 
     let v1 = image(&s, "tools", "1");
     let sums = format!("{}  tools.raw\n", sha256_hex(&v1));

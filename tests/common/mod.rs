@@ -47,6 +47,23 @@ impl Scratch {
         s
     }
 
+    /// A fresh gpg home `gnupg/` with an ed25519 signing key whose public
+    /// key the root trusts (`etc/systemd/import-pubring.gpg`); returns the home.
+    pub fn trusted_gpg_key(&self) -> PathBuf {
+        let gnupg = self.path("gnupg");
+        fs::create_dir_all(&gnupg).unwrap();
+        fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
+        let user = "rdext test <rdext@example.invalid>";
+        gpg(
+            &gnupg,
+            &["--quick-gen-key", user, "ed25519", "sign", "never"],
+        );
+        fs::create_dir_all(self.path("root/etc/systemd")).unwrap();
+        let public = gpg(&gnupg, &["--export"]);
+        fs::write(self.path("root/etc/systemd/import-pubring.gpg"), public).unwrap();
+        gnupg
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -59,6 +76,42 @@ impl Scratch {
         let p = self.path(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, content).unwrap();
+    }
+
+    /// The bytes of a real squashfs image of extension `name` (release
+    /// `ID=_any`) whose `file` holds `version`, for a server to publish.
+    pub fn published_image(&self, name: &str, version: &str, file: &str) -> Vec<u8> {
+        let tree = self.tree(
+            &format!("{name}-{version}"),
+            "",
+            &[(file, &format!("{version}\n"))],
+        );
+        self.write(
+            &format!("src/{name}-{version}/usr/lib/extension-release.d/extension-release.{name}"),
+            "ID=_any\n",
+        );
+        let out = format!("build/{name}-{version}.raw");
+        self.squashfs(&tree, &out);
+        fs::read(self.path(&out)).unwrap()
+    }
+
+    /// `rdext download` on the scratch root with `cmdline` as the kernel
+    /// command line; (exit status, stderr).
+    pub fn download(&self, cmdline: &str) -> (i32, String) {
+        let path = self.path("cmdline");
+        fs::write(&path, cmdline).unwrap();
+        let out = Command::new(RDEXT)
+            .args(["download", "--root"])
+            .arg(self.root())
+            .arg("--run-dir")
+            .arg(self.path("run"))
+            .arg("--cmdline")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("{stderr}");
+        (out.status.code().unwrap_or(-1), stderr)
     }
 
     /// An extension tree in `src/NAME` with a release file and files.
@@ -171,4 +224,27 @@ pub fn marked<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
     text.lines()
         .filter_map(|l| l.strip_prefix(prefix))
         .collect()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    rdext::hex(&sha256(data))
+}
+
+/// gpg with a throwaway home directory, never asking for anything.
+pub fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
+    let unattended = [
+        "--batch",
+        "--quiet",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ];
+    run_tool(
+        Command::new("gpg")
+            .arg("--homedir")
+            .arg(home)
+            .args(unattended)
+            .args(args),
+    )
 }
