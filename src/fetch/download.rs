@@ -344,21 +344,34 @@ fn fetcher(
     opts: &DownloadOptions,
     progress: Option<crate::fetch::http::ProgressFn>,
 ) -> Result<Fetcher> {
-    let extra_ca_pem = match &opts.pinned_ca {
+    let config = FetchConfig {
+        connect_timeout: opts.connect_timeout,
+        read_timeout: opts.read_timeout,
+        retries: opts.retries,
+        progress,
+        ..FetchConfig::default()
+    };
+    fetcher_for_root(&opts.root, opts.pinned_ca.as_deref(), config)
+}
+
+/// A fetcher with the TLS trust of a target root: the pinned CA when one is
+/// given, else the root's own CA bundle (downloads and pulls share this).
+pub(crate) fn fetcher_for_root(
+    root: &Path,
+    pinned_ca: Option<&Path>,
+    config: FetchConfig,
+) -> Result<Fetcher> {
+    let extra_ca_pem = match pinned_ca {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
         }
         None => None,
     };
-    let system_roots_pem = std::fs::read(opts.root.join("etc/ssl/certs/ca-certificates.crt")).ok();
+    let system_roots_pem = std::fs::read(root.join("etc/ssl/certs/ca-certificates.crt")).ok();
     Ok(Fetcher::new(FetchConfig {
-        connect_timeout: opts.connect_timeout,
-        read_timeout: opts.read_timeout,
-        retries: opts.retries,
         extra_ca_pem,
         system_roots_pem,
-        progress,
-        ..FetchConfig::default()
+        ..config
     })?)
 }
 

@@ -359,21 +359,13 @@ pub fn run(opts: &PullOptions, specs: &[PullSpec]) -> Vec<PullOutcome> {
 }
 
 fn fetcher(opts: &PullOptions) -> Result<Fetcher> {
-    let extra_ca_pem = match &opts.pinned_ca {
-        Some(path) => {
-            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
-        }
-        None => None,
-    };
-    let system_roots_pem = std::fs::read(opts.root.join("etc/ssl/certs/ca-certificates.crt")).ok();
-    Ok(Fetcher::new(FetchConfig {
+    let config = FetchConfig {
         connect_timeout: opts.connect_timeout,
         read_timeout: opts.read_timeout,
         retries: opts.retries,
-        extra_ca_pem,
-        system_roots_pem,
         ..FetchConfig::default()
-    })?)
+    };
+    crate::fetch::download::fetcher_for_root(&opts.root, opts.pinned_ca.as_deref(), config)
 }
 
 fn pull_one(opts: &PullOptions, fetcher: &Fetcher, spec: &PullSpec, dir: &Path) -> Result<PathBuf> {

@@ -430,49 +430,45 @@ mod tests {
         const DEB: &str = "ID=debian|VERSION_ID=13";
         const LVL: &str = "ID=debian|VERSION_ID=13|SYSEXT_LEVEL=1";
         const UBU: &str = "ID=ubuntu|ID_LIKE=debian|VERSION_ID=13";
+        const ROLLING: &str = "ID=arch|VERSION_ID=";
+        const NO_VERSION: &str = "ID=debian";
+        const LVL_ONLY: &str = "ID=debian|SYSEXT_LEVEL=1";
+        const CONF3: &str = "ID=debian|CONFEXT_LEVEL=3";
+        const CONF3_LVL4: &str = "ID=debian|CONFEXT_LEVEL=3|SYSEXT_LEVEL=4";
         // (class, extension, host, scope, "" for accepted or the reason)
         #[rustfmt::skip]
         let cases: &[(Class, &str, &str, &str, &str)] = &[
             (S, "", DEB, "system", "no release data"),
-            (S, DEB, DEB, "system", ""),
-            (S, DEB, DEB, "initrd",
-                "SYSEXT_SCOPE unset (default 'system portable') does not include 'initrd'"),
+            (S, "ID=debian|VERSION_ID=13", DEB, "system", ""),
+            (S, "ID=debian|VERSION_ID=13", DEB, "initrd", "SYSEXT_SCOPE unset (default 'system portable') does not include 'initrd'"),
             (S, "ID=debian|VERSION_ID=13|SYSEXT_SCOPE=system\tinitrd", DEB, "initrd", ""),
-            (S, "ID=debian|SYSEXT_SCOPE=initrd", DEB, "system",
-                "SYSEXT_SCOPE=initrd does not include 'system'"),
+            (S, "ID=debian|SYSEXT_SCOPE=initrd", DEB, "system", "SYSEXT_SCOPE=initrd does not include 'system'"),
             // An empty list matches no scope at all, unlike a missing key.
-            (S, "ID=debian|VERSION_ID=13|SYSEXT_SCOPE=", DEB, "system",
-                "SYSEXT_SCOPE= does not include 'system'"),
-            (C, "ID=debian|SYSEXT_SCOPE=initrd", "ID=debian", "system", ""),
+            (S, "ID=debian|VERSION_ID=13|SYSEXT_SCOPE=", DEB, "system", "SYSEXT_SCOPE= does not include 'system'"),
+            (C, "ID=debian|SYSEXT_SCOPE=initrd", NO_VERSION, "system", ""),
             (S, "ID=debian|VERSION_ID=13|ARCHITECTURE=x86-64", DEB, "system", ""),
             (S, "ID=debian|VERSION_ID=13|ARCHITECTURE=_any", DEB, "system", ""),
             (S, "ID=debian|VERSION_ID=13|ARCHITECTURE=", DEB, "system", ""),
-            (S, "ID=_any|ARCHITECTURE=arm64", DEB, "system",
-                "ARCHITECTURE=arm64 does not match host x86-64"),
+            (S, "ID=_any|ARCHITECTURE=arm64", DEB, "system", "ARCHITECTURE=arm64 does not match host x86-64"),
             (S, "VERSION_ID=13", DEB, "system", "no ID"),
             (S, "ID=|VERSION_ID=13", DEB, "system", "no ID"),
             // `_any` skips the version checks entirely.
             (S, "ID=_any|VERSION_ID=1|SYSEXT_LEVEL=9", LVL, "system", ""),
             (S, "ID=fedora|VERSION_ID=13", DEB, "system", "ID=fedora does not match host ID=debian"),
-            (S, DEB, UBU, "system", ""),
+            (S, "ID=debian|VERSION_ID=13", UBU, "system", ""),
             (S, "ID=arch", UBU, "system", "ID=arch does not match host ID=ubuntu or ID_LIKE=debian"),
             // A rolling host has nothing further to compare.
-            (S, "ID=arch|VERSION_ID=1|SYSEXT_LEVEL=2", "ID=arch|VERSION_ID=", "system", ""),
-            (S, "ID=debian|VERSION_ID=12", DEB, "system",
-                "VERSION_ID=12 does not match host VERSION_ID=13"),
-            (S, "ID=debian|SYSEXT_LEVEL=1", DEB, "system",
-                "missing VERSION_ID (host has VERSION_ID=13)"),
+            (S, "ID=arch|VERSION_ID=1|SYSEXT_LEVEL=2", ROLLING, "system", ""),
+            (S, "ID=debian|VERSION_ID=12", DEB, "system", "VERSION_ID=12 does not match host VERSION_ID=13"),
+            (S, "ID=debian|SYSEXT_LEVEL=1", DEB, "system", "missing VERSION_ID (host has VERSION_ID=13)"),
             (S, "ID=debian|SYSEXT_LEVEL=1|VERSION_ID=99", LVL, "system", ""),
-            (S, "ID=debian|SYSEXT_LEVEL=2|VERSION_ID=13", LVL, "system",
-                "SYSEXT_LEVEL=2 does not match host SYSEXT_LEVEL=1"),
+            (S, "ID=debian|SYSEXT_LEVEL=2|VERSION_ID=13", LVL, "system", "SYSEXT_LEVEL=2 does not match host SYSEXT_LEVEL=1"),
             // Without its own level the extension is compared by VERSION_ID ...
-            (S, "ID=debian|VERSION_ID=12", LVL, "system",
-                "VERSION_ID=12 does not match host VERSION_ID=13"),
+            (S, "ID=debian|VERSION_ID=12", LVL, "system", "VERSION_ID=12 does not match host VERSION_ID=13"),
             // ... unless the host has a level but no VERSION_ID: then it is accepted.
-            (S, "ID=debian|VERSION_ID=12", "ID=debian|SYSEXT_LEVEL=1", "system", ""),
-            (C, "ID=debian|CONFEXT_LEVEL=3|SYSEXT_LEVEL=9", "ID=debian|CONFEXT_LEVEL=3", "system", ""),
-            (C, "ID=debian|CONFEXT_LEVEL=4", "ID=debian|CONFEXT_LEVEL=3|SYSEXT_LEVEL=4", "system",
-                "CONFEXT_LEVEL=4 does not match host CONFEXT_LEVEL=3"),
+            (S, "ID=debian|VERSION_ID=12", LVL_ONLY, "system", ""),
+            (C, "ID=debian|CONFEXT_LEVEL=3|SYSEXT_LEVEL=9", CONF3, "system", ""),
+            (C, "ID=debian|CONFEXT_LEVEL=4", CONF3_LVL4, "system", "CONFEXT_LEVEL=4 does not match host CONFEXT_LEVEL=3"),
         ];
         for (class, ext, host, scope, want) in cases {
             let host = HostRelease::from_env(&lines(host)).unwrap();

@@ -505,16 +505,17 @@ mod tests {
         r.iter().map(|r| r.version.as_str()).collect()
     }
 
+    /// The plan for `docker` with these versions offered and installed; the
+    /// last installed one is current (the `CurrentSymlink=` target).
     fn plan(
         c: &Component,
         offered: &[&str],
         installed: &[&str],
-        current: Option<&str>,
         mode: Mode,
         retracted: &[&str],
     ) -> UpdatePlan {
         let available = available_versions(c, &[names("docker", offered)]);
-        let current = current.map(|v| format!("docker-{v}-x86-64.raw"));
+        let current = installed.last().map(|v| format!("docker-{v}-x86-64.raw"));
         let retracted: Vec<String> = retracted.iter().map(|s| s.to_string()).collect();
         let listings = [names("docker", installed)];
         plan_update(c, &available, &listings, &[current], mode, &retracted).unwrap()
@@ -588,7 +589,7 @@ mod tests {
         let listing = [staged.map(String::from).to_vec()];
         let p = plan_update(&c, &available, &listing, &[None], Mode::Missing, &[]).unwrap();
         assert_eq!(p.transfers[0].vacuum, staged);
-        let p = plan(&c, &["1.2", "1.3"], &[], None, Mode::Missing, &[]);
+        let p = plan(&c, &["1.2", "1.3"], &[], Mode::Missing, &[]);
         assert_eq!(p.version.as_deref(), Some("1.3"));
         let t = &p.transfers[0];
         let d = t.download.as_ref().unwrap();
@@ -610,65 +611,30 @@ mod tests {
     #[test]
     fn missing_keeps_what_is_installed_update_moves_on() {
         let c = docker("");
-        let p = plan(
-            &c,
-            &["1.2", "1.3"],
-            &["1.2"],
-            Some("1.2"),
-            Mode::Missing,
-            &[],
-        );
+        let p = plan(&c, &["1.2", "1.3"], &["1.2"], Mode::Missing, &[]);
         assert_eq!(p.version, None);
         assert_eq!(p.transfers[0], TransferPlan::default());
-        let p = plan(
-            &c,
-            &["1.2", "1.3"],
-            &["1.2"],
-            Some("1.2"),
-            Mode::Update,
-            &[],
-        );
+        let p = plan(&c, &["1.2", "1.3"], &["1.2"], Mode::Update, &[]);
         assert_eq!(p.version.as_deref(), Some("1.3"));
         // Newer or equal installed: nothing, as sysupdate.
-        let p = plan(
-            &c,
-            &["1.2", "1.3"],
-            &["1.4"],
-            Some("1.4"),
-            Mode::Update,
-            &[],
-        );
+        let p = plan(&c, &["1.2", "1.3"], &["1.4"], Mode::Update, &[]);
         assert_eq!(p.version, None);
     }
 
     #[test]
     fn retracted_offer_is_never_chosen() {
         let c = docker("");
-        let p = plan(
-            &c,
-            &["1.2", "1.3"],
-            &["1.2"],
-            Some("1.2"),
-            Mode::Update,
-            &["1.3"],
-        );
+        let p = plan(&c, &["1.2", "1.3"], &["1.2"], Mode::Update, &["1.3"]);
         assert_eq!(p.version, None);
         assert_eq!(p.transfers[0], TransferPlan::default());
-        let p = plan(&c, &["1.2", "1.3"], &[], None, Mode::Missing, &["1.3"]);
+        let p = plan(&c, &["1.2", "1.3"], &[], Mode::Missing, &["1.3"]);
         assert_eq!(p.version.as_deref(), Some("1.2"));
     }
 
     #[test]
     fn retracted_current_is_repointed_and_removed() {
         let c = docker("");
-        let p = plan(
-            &c,
-            &["1.2", "1.3"],
-            &["1.2", "1.3"],
-            Some("1.3"),
-            Mode::Update,
-            &["1.3"],
-        );
+        let p = plan(&c, &["1.2", "1.3"], &["1.2", "1.3"], Mode::Update, &["1.3"]);
         assert_eq!(p.version, None);
         let t = &p.transfers[0];
         assert_eq!(t.remove, ["docker-1.3-x86-64.raw"]);
@@ -678,19 +644,12 @@ mod tests {
         };
         assert_eq!(t.link, Some(link));
         // Only the retracted version installed, a newer good one offered: install it instead.
-        let p = plan(
-            &c,
-            &["1.3", "1.4"],
-            &["1.3"],
-            Some("1.3"),
-            Mode::Missing,
-            &["1.3"],
-        );
+        let p = plan(&c, &["1.3", "1.4"], &["1.3"], Mode::Missing, &["1.3"]);
         assert_eq!(p.version.as_deref(), Some("1.4"));
         assert_eq!(p.transfers[0].remove, ["docker-1.3-x86-64.raw"]);
         assert!(p.transfers[0].vacuum.is_empty());
         // Nothing good left at all: the link goes too.
-        let p = plan(&c, &["1.3"], &["1.3"], Some("1.3"), Mode::Missing, &["1.3"]);
+        let p = plan(&c, &["1.3"], &["1.3"], Mode::Missing, &["1.3"]);
         let gone = LinkUpdate::Remove {
             path: "/sysroot/etc/extensions/docker.raw".into(),
         };
@@ -745,7 +704,7 @@ mod tests {
     fn naming_uses_first_target_pattern_and_defaults() {
         let c =
             docker("MatchPattern=docker_@v+@l-@d.raw docker-@v-x86-64.raw\nCurrentSymlink=cur.raw");
-        let p = plan(&c, &["1.3"], &["1.2"], Some("1.2"), Mode::Update, &[]);
+        let p = plan(&c, &["1.3"], &["1.2"], Mode::Update, &[]);
         let t = &p.transfers[0];
         assert_eq!(t.download.as_ref().unwrap().file_name, "docker_1.3+3-0.raw");
         let link = LinkUpdate::Point {

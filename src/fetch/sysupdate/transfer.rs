@@ -685,69 +685,27 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_key() {
-        for (text, want) in [
-            (
-                BASE.replace("url-file", "url-tar"),
-                "t.transfer: Source.Type=url-tar is not supported by rdext",
-            ),
-            (
-                format!("{BASE}Type=partition\n"),
-                "t.transfer: Target.Type=partition is not supported by rdext",
-            ),
-            (
-                format!("{BASE}PathRelativeTo=esp\n"),
-                "t.transfer: Target.PathRelativeTo=esp is not supported by rdext",
-            ),
-            (
-                BASE.replace("Path=/opt/x", "Path=/dev/sda"),
-                "t.transfer: Target.Type=partition is not supported by rdext",
-            ),
-            (
-                BASE.replace("x-@v.raw", "d/x-@v.raw"),
-                "t.transfer: Source.MatchPattern=d/x-@v.raw is not supported by rdext",
-            ),
-            (
-                BASE.replace("x-@v.raw", "x.raw"),
-                "t.transfer:4: Source.MatchPattern=x.raw: x.raw: @v is missing",
-            ),
-            (
-                BASE.replace("Type=url-file\n", ""),
-                "t.transfer: Source.Type= is missing",
-            ),
-            (
-                BASE.replace("Path=/opt/x\n", ""),
-                "t.transfer: Target.Path= is missing",
-            ),
-            (
-                BASE.replace("MatchPattern=x-@v.raw\n", ""),
-                "t.transfer: Source.MatchPattern= is missing",
-            ),
-            (
-                BASE.replace("/opt/x", "/opt/../x"),
-                "t.transfer: Target.Path=/opt/../x: not a normalized absolute path",
-            ),
-            (
-                BASE.replace("https://e.org/x/", "e.org"),
-                "t.transfer: Source.Path=e.org: not a URL or normalized absolute path",
-            ),
-            (
-                format!("[Transfer]\nVerify=maybe\n{BASE}"),
-                "t.transfer:2: Transfer.Verify=maybe: not a boolean",
-            ),
-            (
-                format!("{BASE}InstancesMax=lots\n"),
-                "t.transfer:7: Target.InstancesMax=lots: not an unsigned number",
-            ),
-            (
-                format!("{BASE}CurrentSymlink=../x\n"),
-                "t.transfer:7: Target.CurrentSymlink=../x: not a path without ..",
-            ),
-            (
-                format!("[Source\n{BASE}"),
-                "t.transfer:1: invalid section header",
-            ),
-        ] {
-            assert_eq!(err(&text), want);
+        // (text in BASE, replaced by, the error)
+        #[rustfmt::skip]
+        let cases = [
+            ("url-file", "url-tar", "t.transfer: Source.Type=url-tar is not supported by rdext"),
+            ("Path=/opt/x\n", "Path=/opt/x\nType=partition\n", "t.transfer: Target.Type=partition is not supported by rdext"),
+            ("Path=/opt/x\n", "Path=/opt/x\nPathRelativeTo=esp\n", "t.transfer: Target.PathRelativeTo=esp is not supported by rdext"),
+            ("Path=/opt/x", "Path=/dev/sda", "t.transfer: Target.Type=partition is not supported by rdext"),
+            ("x-@v.raw", "d/x-@v.raw", "t.transfer: Source.MatchPattern=d/x-@v.raw is not supported by rdext"),
+            ("x-@v.raw", "x.raw", "t.transfer:4: Source.MatchPattern=x.raw: x.raw: @v is missing"),
+            ("Type=url-file\n", "", "t.transfer: Source.Type= is missing"),
+            ("Path=/opt/x\n", "", "t.transfer: Target.Path= is missing"),
+            ("MatchPattern=x-@v.raw\n", "", "t.transfer: Source.MatchPattern= is missing"),
+            ("/opt/x", "/opt/../x", "t.transfer: Target.Path=/opt/../x: not a normalized absolute path"),
+            ("https://e.org/x/", "e.org", "t.transfer: Source.Path=e.org: not a URL or normalized absolute path"),
+            ("[Source]", "[Transfer]\nVerify=maybe\n[Source]", "t.transfer:2: Transfer.Verify=maybe: not a boolean"),
+            ("Path=/opt/x\n", "Path=/opt/x\nInstancesMax=lots\n", "t.transfer:7: Target.InstancesMax=lots: not an unsigned number"),
+            ("Path=/opt/x\n", "Path=/opt/x\nCurrentSymlink=../x\n", "t.transfer:7: Target.CurrentSymlink=../x: not a path without .."),
+            ("[Source]", "[Source\n[Source]", "t.transfer:1: invalid section header"),
+        ];
+        for (from, to, want) in cases {
+            assert_eq!(err(&BASE.replace(from, to)), want, "{from:?} → {to:?}");
         }
     }
 
