@@ -42,8 +42,8 @@ impl Class {
     /// real root (put there by systemd-stub or an earlier initrd step).
     pub fn initrd_dirs(self) -> &'static [&'static str] {
         match self {
-            Class::Sysext => &["run/extensions", ".extra/sysext"],
-            Class::Confext => &["run/confexts", ".extra/confext"],
+            Class::Sysext => &["run/extensions", ".extra/sysext", ".extra/global_sysext"],
+            Class::Confext => &["run/confexts", ".extra/confext", ".extra/global_confext"],
         }
     }
 

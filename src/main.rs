@@ -10,6 +10,7 @@ use rdext::config::Settings;
 use rdext::fetch::download::{self, DownloadMode, DownloadOptions};
 use rdext::fetch::pull::{self, PullOptions};
 use rdext::merge::{self, MergeError, Options, PolicyChoice, Verdict};
+use rdext::mount::overlay::Mutable;
 use rdext::verify::policy::{self, ImagePolicy};
 
 const USAGE: &str = "\
@@ -22,6 +23,9 @@ commands:
   unmerge   remove the merged overlays
   bless     the boot is good: remove the boot counter of the .v/ entries
             this boot's merge counted (rdext-bless.service)
+  refresh   merge again from the images there now, replacing each merged
+            hierarchy atomically; nothing happens when nothing changed
+            (same images, same mode) unless --always
   download  fetch missing extensions as systemd-sysupdate would (merge does
             this first when downloads are on: rdext.download=missing|update|no,
             default missing on first boot)
@@ -37,6 +41,10 @@ options:
   --modules-dir DIR   modules of the running kernel, loaded early
                       (default: /lib/modules/$(uname -r))
   --strict            merge nothing if any image is rejected
+  --mutable=MODE      no, auto, yes, import, ephemeral or ephemeral-import, as
+                      systemd-sysext (default: rdext.mutable= on the kernel
+                      command line, else mutable= in the settings, else no)
+  --always            refresh even when nothing changed
   --config FILE       settings file, repeatable, earlier wins (default: /etc/rdext.conf
                       in an initrd, then ROOT/etc/rdext.conf)
   --verity-dir DIR    trusted *.crt signing certificates, repeatable, earlier wins
@@ -58,6 +66,8 @@ struct Args {
     config: Vec<PathBuf>,
     verity_dirs: Vec<PathBuf>,
     strict: bool,
+    mutable: Option<String>,
+    always: bool,
     json: bool,
     debug: bool,
 }
@@ -76,6 +86,8 @@ fn parse_args() -> Result<Args> {
             Long("config") => args.config.push(parser.value()?.into()),
             Long("verity-dir") => args.verity_dirs.push(parser.value()?.into()),
             Long("strict") => args.strict = true,
+            Long("mutable") => args.mutable = Some(parser.value()?.string()?),
+            Long("always") => args.always = true,
             Long("json") => args.json = true,
             Long("debug") => args.debug = true,
             Short('h') | Long("help") => {
@@ -179,6 +191,7 @@ fn run(args: Args) -> Result<()> {
             Path::new("/lib/modules").join(release)
         })),
         required: required_names(&settings),
+        mutable: mutable_mode(args.mutable.as_deref(), &settings)?,
         cmdline: settings.cmdline().clone(),
         policy: policy_choice(&settings),
         verity_dirs: if args.verity_dirs.is_empty() {
@@ -199,7 +212,8 @@ fn run(args: Args) -> Result<()> {
         },
     };
     match args.command.as_str() {
-        "merge" => merge_command(opts, &settings),
+        "merge" => merge_command(opts, &settings, None),
+        "refresh" => merge_command(opts, &settings, Some(args.always)),
         "download" => {
             let mode = download_mode(&settings, &opts.root);
             download::run(&download_options(
@@ -373,7 +387,30 @@ fn run_pulls(opts: &Options, settings: &Settings) {
     );
 }
 
-fn merge_command(mut opts: Options, settings: &Settings) -> Result<()> {
+/// The mutable mode: the option, else `rdext.mutable=` or `mutable=` /
+/// `Mutable=` in the settings, else no. A bad value on the command line of
+/// rdext is an error; one in the settings is reported and read-only used.
+fn mutable_mode(option: Option<&str>, settings: &Settings) -> Result<Mutable> {
+    if let Some(value) = option {
+        return Mutable::parse(value).with_context(|| {
+            format!("--mutable={value}: not no, auto, yes, import, ephemeral or ephemeral-import")
+        });
+    }
+    let Some(s) = settings.get("mutable").or_else(|| settings.get("Mutable")) else {
+        return Ok(Mutable::No);
+    };
+    Ok(Mutable::parse(&s.value).unwrap_or_else(|| {
+        log::error!(
+            "mutable={} from {} is not a mutable mode; merging read-only",
+            s.value,
+            s.source
+        );
+        Mutable::No
+    }))
+}
+
+/// `merge`, or `refresh` with its `--always`.
+fn merge_command(mut opts: Options, settings: &Settings, refresh: Option<bool>) -> Result<()> {
     let cmdline = settings.cmdline();
     if cmdline_flag(cmdline, "rdext") == Some(false) {
         log::info!("disabled by rdext=0 on the kernel command line");
@@ -403,7 +440,11 @@ fn merge_command(mut opts: Options, settings: &Settings) -> Result<()> {
         .and_then(|s| rdext::cmdline::parse_bool(&s.value))
         .unwrap_or(false);
     opts.strict |= require_all;
-    match merge::merge(&opts) {
+    let result = match refresh {
+        Some(always) => merge::refresh(&opts, always),
+        None => merge::merge(&opts),
+    };
+    match result {
         Err(MergeError::Other(e)) if require_all => {
             Err(MergeError::RequiredMissing(vec![format!(
                 "every extension (rdext.required): {e:#}"

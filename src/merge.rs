@@ -5,6 +5,7 @@
 //! the others: it is skipped with a one-line reason. `strict` restores
 //! all-or-nothing.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -19,9 +20,13 @@ use crate::find::counting;
 use crate::find::discover::{self, Candidate, Finding, Origin, SearchRoot};
 use crate::find::release::{self, HostRelease};
 use crate::mount::modules;
-use crate::mount::overlay::{self, Extension};
-use crate::sys::fs::{open_dir, open_in_root, rename_noreplace};
-use crate::sys::mount::Workspace;
+use crate::mount::origin::{self, ExtensionOrigin, Identity, MergeOrigin};
+use crate::mount::overlay::{self, Extension, HierarchyPlan, Mutable, MutableSetup};
+use crate::sys::fs::{
+    file_identity, is_mount_point, open_dir, open_in_root, rename_noreplace, FileIdentity,
+};
+use crate::sys::mount::{PrivateNamespace, Workspace};
+use crate::sys::mountcompat::Replaced;
 use crate::verify::image::{self, Trust};
 use crate::verify::policy::{self, ImagePolicy};
 use crate::verify::probe::probe;
@@ -57,6 +62,21 @@ pub struct Options {
     /// Directories with trusted `*.crt` signing certificates, first wins
     /// per file name.
     pub verity_dirs: Vec<PathBuf>,
+    /// Whether and where the merged hierarchies are writable.
+    pub mutable: Mutable,
+}
+
+/// What to do about a merge already in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Refuse, as `systemd-sysext merge` does.
+    Merge,
+    /// Replace it, atomically per hierarchy; when nothing changed (same
+    /// images, same mode) keep it unless `always`.
+    Refresh {
+        /// Rebuild even when nothing changed.
+        always: bool,
+    },
 }
 
 /// The image policy as configured.
@@ -171,12 +191,32 @@ impl ImageReport {
     }
 }
 
+/// File identities of the images, taken in the caller's own mount
+/// namespace: mount ids differ in a private copy of it.
+type Identities = std::collections::HashMap<PathBuf, FileIdentity>;
+
+/// The identity of every image discovery picks now.
+fn identify(opts: &Options, class: Class) -> Identities {
+    let Ok(findings) = discover::discover(class, &search_roots(opts), &opts.host_arch) else {
+        return Identities::new();
+    };
+    findings
+        .into_iter()
+        .filter_map(|f| match f {
+            Finding::Selected(c) => file_identity(&c.path).ok().map(|id| (c.path, id)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The result of examining one class.
 struct Examined {
     reports: Vec<ImageReport>,
     accepted: Vec<Extension>,
     /// Boot-counted entries renamed for this try, relative to the root.
     counted: Vec<String>,
+    /// What each accepted image is, for the merge's `origin`.
+    origins: Vec<ExtensionOrigin>,
 }
 
 /// Read the target root's os-release, resolved inside it.
@@ -217,6 +257,7 @@ fn examine(
     host: &HostRelease,
     workspace: Option<&Workspace>,
     count_tries: bool,
+    identities: &Identities,
 ) -> Result<Examined> {
     let findings = discover::discover(class, &search_roots(opts), &opts.host_arch)
         .with_context(|| format!("cannot search for {} images", class.name()))?;
@@ -224,9 +265,13 @@ fn examine(
     let mut reports = Vec::new();
     let mut accepted = Vec::new();
     let mut counted = Vec::new();
+    let mut origins = Vec::new();
+    let root = std::fs::canonicalize(&opts.root).unwrap_or_else(|_| opts.root.clone());
     for finding in findings {
         let report = match finding {
             Finding::Selected(mut c) => {
+                // Identified as discovered, before a boot-counting rename.
+                let known_identity = identities.get(&c.path);
                 if count_tries {
                     counted.extend(count_try(&opts.root, &mut c));
                 }
@@ -244,6 +289,11 @@ fn examine(
                         });
                 match checked {
                     Ok(opened) => {
+                        match extension_origin(&c, &root, opened.root_hash.clone(), known_identity)
+                        {
+                            Ok(origin) => origins.push(origin),
+                            Err(e) => log::warn!("cannot identify {}: {e}", c.path.display()),
+                        }
                         accepted.push(Extension {
                             name: c.name.clone(),
                             root: opened.root,
@@ -276,6 +326,7 @@ fn examine(
         reports,
         accepted,
         counted,
+        origins,
     })
 }
 
@@ -309,6 +360,42 @@ fn count_try(root: &Path, candidate: &mut Candidate) -> Option<String> {
     }
 }
 
+/// How systemd-sysext identifies an accepted image in `origin`: its root
+/// hash, else where the file is and when it was made.
+fn extension_origin(
+    c: &Candidate,
+    root: &Path,
+    root_hash: Option<Vec<u8>>,
+    known: Option<&FileIdentity>,
+) -> std::io::Result<ExtensionOrigin> {
+    let identity = match root_hash {
+        Some(hash) => Identity::VerityHash(hash),
+        None => {
+            let id = match known {
+                Some(id) => id.clone(),
+                None => file_identity(&c.path)?,
+            };
+            let (crtime_usec, mtime_usec) = match c.kind {
+                discover::SourceKind::RawFile => (id.btime_usec, id.mtime_usec),
+                discover::SourceKind::Directory => (id.btime_usec, 0),
+                discover::SourceKind::BlockDevice => (0, 0),
+            };
+            Identity::File {
+                mount_id: id.mount_id,
+                handle: id.handle,
+                inode: id.inode,
+                crtime_usec,
+                mtime_usec,
+            }
+        }
+    };
+    Ok(ExtensionOrigin {
+        name: c.name.clone(),
+        path: origin::without_root(&c.path, root),
+        identity,
+    })
+}
+
 fn describe_protection(verdict: &verity::Verdict) -> String {
     match verdict {
         verity::Verdict::Unprotected => "unprotected".to_string(),
@@ -339,7 +426,7 @@ fn stackable(class: Class, root: &Path, name: &str, tree: &Path) -> Result<(), S
         name: name.to_string(),
         root: tree.to_path_buf(),
     };
-    let plans = overlay::plan(class, root, &[extension])
+    let plans = overlay::plan(class, root, &[extension], &MutableSetup::read_only())
         .map_err(|e| format!("cannot plan its overlay: {e}"))?;
     for plan in plans.iter().filter(|p| p.hierarchy == "usr") {
         for layer in &plan.layers {
@@ -415,6 +502,16 @@ pub struct ClassOutcome {
 /// are returned after the other classes had their turn; a missing required
 /// extension outranks them.
 pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>, MergeError> {
+    run(opts, Action::Merge)
+}
+
+/// Merge every enabled class again from what is there now, replacing the
+/// merges in place; see [`Action::Refresh`].
+pub fn refresh(opts: &Options, always: bool) -> Result<Vec<ClassOutcome>, MergeError> {
+    run(opts, Action::Refresh { always })
+}
+
+fn run(opts: &Options, action: Action) -> Result<Vec<ClassOutcome>, MergeError> {
     let started = Instant::now();
     if let Some(dir) = &opts.modules_dir {
         let names = [
@@ -442,7 +539,7 @@ pub fn merge(opts: &Options) -> Result<Vec<ClassOutcome>, MergeError> {
     let mut outcomes = Vec::new();
     let mut errors = Vec::new();
     for &class in &opts.classes {
-        match merge_class(opts, class, &host) {
+        match merge_class(opts, class, &host, action) {
             Ok(outcome) => outcomes.push(outcome),
             Err(e) => {
                 log::error!("{}: {e:#}", class.name());
@@ -492,15 +589,180 @@ fn missing_required(required: &[String], outcomes: &[ClassOutcome]) -> Vec<Strin
         .collect()
 }
 
-fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<ClassOutcome> {
-    for h in class.hierarchies() {
-        if overlay::merged_state(class, &opts.root.join(h)).is_some() {
-            bail!("/{h} is already merged; run 'rdext unmerge' first");
+/// A merge built and ready to be put in place.
+struct Prepared {
+    outcome: ClassOutcome,
+    /// Each hierarchy's plan and detached overlay.
+    built: Vec<(HierarchyPlan, OwnedFd)>,
+}
+
+/// What examining and building decided.
+enum Decision {
+    /// Mount these.
+    Place(Prepared),
+    /// Nothing to merge: leave the root as it is (merge) or remove the
+    /// merge there (refresh).
+    Nothing(ClassOutcome),
+    /// A refresh found the same images in the same mode.
+    Unchanged(ClassOutcome),
+}
+
+fn merge_class(
+    opts: &Options,
+    class: Class,
+    host: &HostRelease,
+    action: Action,
+) -> Result<ClassOutcome> {
+    let targets: Vec<(&str, PathBuf)> = class
+        .hierarchies()
+        .iter()
+        .map(|h| (*h, opts.root.join(h)))
+        .collect();
+    let merged: Vec<&(&str, PathBuf)> = targets
+        .iter()
+        .filter(|(_, t)| overlay::merged_state(class, t).is_some())
+        .collect();
+    if action == Action::Merge {
+        if let Some((h, _)) = merged.first() {
+            bail!("/{h} is already merged; run 'rdext unmerge' or 'rdext refresh'");
         }
     }
+    // What is merged now, read before anything moves.
+    let old_state = merged
+        .first()
+        .and_then(|(_, t)| overlay::merged_state(class, t));
+    let old_origin = merged
+        .iter()
+        .find_map(|(_, t)| std::fs::read_to_string(t.join(class.meta_dir()).join("origin")).ok());
+    let old_work_dirs: Vec<(&str, PathBuf)> = merged
+        .iter()
+        .filter_map(|(h, t)| overlay::recorded_work_dir(class, &opts.root, t).map(|w| (*h, w)))
+        .collect();
+
+    let identities = identify(opts, class);
+    // The new overlays need the hierarchies as they are below the merge:
+    // they are built in a private copy of the mount namespace where the
+    // old merge is taken off, then put in place in the real one.
+    let decision = if merged.is_empty() {
+        prepare(
+            opts,
+            class,
+            host,
+            action,
+            old_state.as_ref(),
+            old_origin.as_deref(),
+            &identities,
+        )
+    } else {
+        let namespace = PrivateNamespace::enter()
+            .context("cannot make a private mount namespace to build the new merge in")?;
+        let decision = merged
+            .iter()
+            .try_for_each(|(_, t)| overlay::uncover(class, t).map_err(anyhow::Error::from))
+            .and_then(|()| {
+                prepare(
+                    opts,
+                    class,
+                    host,
+                    action,
+                    old_state.as_ref(),
+                    old_origin.as_deref(),
+                    &identities,
+                )
+            });
+        namespace
+            .leave()
+            .context("cannot return to the original mount namespace")?;
+        decision
+    }?;
+
+    let prepared = match decision {
+        Decision::Unchanged(outcome) => {
+            log::info!(
+                "{}: nothing changed, keeping the merge of {}",
+                class.name(),
+                outcome.merged.join(", ")
+            );
+            return Ok(outcome);
+        }
+        Decision::Nothing(outcome) => {
+            for (h, target) in &merged {
+                overlay::unmerge(class, &opts.root, target)?;
+                log::info!("unmerged {} from /{h}", class.name());
+            }
+            if !merged.is_empty() {
+                let _ = std::fs::remove_file(
+                    opts.run_dir
+                        .join("rdext")
+                        .join(format!("{}.json", class.name())),
+                );
+            }
+            return Ok(outcome);
+        }
+        Decision::Place(prepared) => prepared,
+    };
+    let Prepared { mut outcome, built } = prepared;
+    let mut fallback = false;
+    for (plan, mount) in &built {
+        let replaced = overlay::place(class, plan, mount)?;
+        fallback |= replaced == Some(Replaced::UnmountThenMount);
+        if replaced.is_some() {
+            let old = old_work_dirs.iter().find(|(h, _)| *h == plan.hierarchy);
+            if let Some((_, dir)) = old.filter(|(_, dir)| Some(dir) != plan.work.as_ref()) {
+                overlay::remove_work_dir(dir);
+            }
+        }
+        outcome.hierarchies.push(format!("/{}", plan.hierarchy));
+    }
+    // A hierarchy the new merge does not cover loses the old one.
+    for (h, target) in &merged {
+        if !built.iter().any(|(p, _)| p.hierarchy == *h) {
+            overlay::unmerge(class, &opts.root, target)?;
+            log::info!("unmerged {} from /{h}", class.name());
+        }
+    }
+    let how = match (action, merged.is_empty(), fallback) {
+        (Action::Merge, _, _) | (_, true, _) => "merged",
+        (_, false, false) => "refreshed (atomically)",
+        (_, false, true) => "refreshed (unmount, then mount)",
+    };
+    log::info!(
+        "{how} {} {} into {}",
+        class.name(),
+        if outcome.merged.is_empty() {
+            "no extensions".to_string()
+        } else {
+            outcome.merged.join(", ")
+        },
+        outcome.hierarchies.join(", ")
+    );
+    record(opts, &outcome)?;
+    Ok(outcome)
+}
+
+/// Examine, judge and build one class's merge (in whatever mount
+/// namespace the caller is in); nothing is attached.
+fn prepare(
+    opts: &Options,
+    class: Class,
+    host: &HostRelease,
+    action: Action,
+    old_state: Option<&overlay::MergedHierarchy>,
+    old_origin: Option<&str>,
+    identities: &Identities,
+) -> Result<Decision> {
     let workspace = Workspace::create(&opts.run_dir).context("cannot set up the workspace")?;
-    let examined = examine(opts, class, host, Some(&workspace), true)?;
+    let examined = examine(
+        opts,
+        class,
+        host,
+        Some(&workspace),
+        action == Action::Merge,
+        identities,
+    )?;
     let mut failures = Vec::new();
+    let mut kept_back = Vec::new();
+    let old_names = old_state.map(|s| s.extensions.as_slice()).unwrap_or(&[]);
     for report in &examined.reports {
         match &report.verdict {
             Verdict::Rejected(reason) => {
@@ -510,6 +772,9 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
                     report.display_entry()
                 );
                 failures.push(report.display_entry());
+                if report.name.as_ref().is_some_and(|n| old_names.contains(n)) {
+                    kept_back.push(format!("{}: {reason}", report.display_entry()));
+                }
             }
             Verdict::Accepted => log::info!(
                 "using {} {} ({})",
@@ -541,6 +806,14 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
             failures.join(", ")
         );
     }
+    // A refresh never drops a merged extension because its new image is
+    // bad: the old merge stays until the image is fixed or removed.
+    if !kept_back.is_empty() {
+        bail!(
+            "not refreshing, the merged images stay: {}",
+            kept_back.join("; ")
+        );
+    }
     let mut names: Vec<String> = examined.accepted.iter().map(|e| e.name.clone()).collect();
     overlay::sort_names(&mut names);
     let mut outcome = ClassOutcome {
@@ -550,22 +823,73 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
         images: examined.reports,
         counted: examined.counted,
     };
-    if names.is_empty() {
+    let mode = effective_mutable(opts, class);
+    if names.is_empty() && mode == Mutable::No {
         log::info!("no {} images to merge", class.name());
-        return Ok(outcome);
+        return Ok(Decision::Nothing(outcome));
     }
-    let plans =
-        overlay::plan(class, &opts.root, &examined.accepted).context("cannot plan the overlays")?;
-    // Build every overlay before attaching any, so a failure leaves the
-    // root untouched.
+    let setup = |mode| MutableSetup {
+        mode,
+        ephemeral_base: workspace.path().join("ephemeral").join(class.name()),
+        merge_id: merge_id(),
+    };
+    let mut mode = mode;
+    let plans = match overlay::plan(class, &opts.root, &examined.accepted, &setup(mode)) {
+        Ok(plans) => plans,
+        // In the initrd a mutable layer that cannot be set up must not
+        // cost the boot: merge read-only instead.
+        Err(e) if opts.initrd_root.is_some() && mode != Mutable::No => {
+            log::warn!(
+                "{}: --mutable={} not possible ({e}); merging read-only",
+                class.name(),
+                mode.name()
+            );
+            mode = Mutable::No;
+            overlay::plan(class, &opts.root, &examined.accepted, &setup(mode))
+                .context("cannot plan the overlays")?
+        }
+        Err(e) => return Err(e).context("cannot plan the overlays"),
+    };
+    let root = std::fs::canonicalize(&opts.root).unwrap_or_else(|_| opts.root.clone());
+    let merge_origin = MergeOrigin {
+        mode: mode.name(),
+        mutable_dirs: plans
+            .iter()
+            .filter_map(|p| {
+                let dir = p.mutable_dir.as_ref()?;
+                Some((
+                    format!("/{}", p.hierarchy),
+                    origin::without_root(dir, &root),
+                ))
+            })
+            .collect(),
+        extensions: examined.origins,
+    };
+    if let Action::Refresh { always } = action {
+        if old_origin.is_some_and(|old| merge_origin.same_as(old)) && !always {
+            outcome.merged = old_names.to_vec();
+            outcome.hierarchies = old_state
+                .map(|_| {
+                    class
+                        .hierarchies()
+                        .iter()
+                        .filter(|h| overlay::merged_state(class, &opts.root.join(h)).is_some())
+                        .map(|h| format!("/{h}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok(Decision::Unchanged(outcome));
+        }
+    }
+    let origin_text = merge_origin.file_content();
     let mut built = Vec::new();
-    for plan in &plans {
+    for plan in plans {
         let meta = workspace
             .path()
             .join("meta")
             .join(class.name())
             .join(plan.hierarchy);
-        let extra = if plan.hierarchy == "usr" {
+        let extra = if plan.hierarchy == "usr" && !plan.layers.is_empty() {
             modules::merged_metadata(&plan.layers, plan.base.as_deref())
                 .context("cannot merge the kernel module metadata")?
         } else {
@@ -577,23 +901,52 @@ fn merge_class(opts: &Options, class: Class, host: &HostRelease) -> Result<Class
                 plan.layers.len() + 1
             );
         }
-        let mount = overlay::build(class, plan, &meta, &names, &extra)
+        let mount = overlay::build(class, &plan, &meta, &names, &origin_text, &extra)
             .with_context(|| format!("cannot build the overlay for /{}", plan.hierarchy))?;
         built.push((plan, mount));
     }
-    for (plan, mount) in &built {
-        overlay::attach_at(plan, mount)?;
-        outcome.hierarchies.push(format!("/{}", plan.hierarchy));
-    }
-    log::info!(
-        "merged {} {} into {}",
-        class.name(),
-        names.join(", "),
-        outcome.hierarchies.join(", ")
-    );
     outcome.merged = names;
-    record(opts, &outcome)?;
-    Ok(outcome)
+    Ok(Decision::Place(Prepared { outcome, built }))
+}
+
+/// The mutable mode to use. In the initrd the persistent modes need the
+/// target's /var: when the target mounts a separate /var that is not
+/// mounted yet, the merge is read-only (with a warning), never a failure.
+fn effective_mutable(opts: &Options, class: Class) -> Mutable {
+    let mode = opts.mutable;
+    let needs_var = matches!(
+        mode,
+        Mutable::Auto | Mutable::Yes | Mutable::Import | Mutable::EphemeralImport
+    );
+    if opts.initrd_root.is_some() && needs_var && !var_available(&opts.root) {
+        log::warn!(
+            "{}: --mutable={} needs {}/var, which is not mounted yet; merging read-only",
+            class.name(),
+            mode.name(),
+            opts.root.display()
+        );
+        return Mutable::No;
+    }
+    mode
+}
+
+/// Whether ROOT/var is the /var the system will use: ROOT's fstab either
+/// has no separate /var, or it is mounted.
+fn var_available(root: &Path) -> bool {
+    let fstab = std::fs::read_to_string(root.join("etc/fstab")).unwrap_or_default();
+    let separate = fstab.lines().any(|line| {
+        let line = line.trim();
+        !line.starts_with('#') && line.split_whitespace().nth(1) == Some("/var")
+    });
+    !separate || is_mount_point(&root.join("var")).unwrap_or(false)
+}
+
+/// A name unique to this merge, for its work directories.
+fn merge_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}")
 }
 
 /// Write what was merged to `run_dir/rdext/CLASS.json`. In an initrd, also
@@ -641,7 +994,17 @@ pub fn list(opts: &Options) -> Result<Vec<ImageReport>> {
     let workspace = Workspace::create(&opts.run_dir).ok();
     let mut reports = Vec::new();
     for &class in &opts.classes {
-        reports.extend(examine(opts, class, &host, workspace.as_ref(), false)?.reports);
+        reports.extend(
+            examine(
+                opts,
+                class,
+                &host,
+                workspace.as_ref(),
+                false,
+                &Identities::new(),
+            )?
+            .reports,
+        );
     }
     Ok(reports)
 }
@@ -744,7 +1107,7 @@ pub fn unmerge(root: &Path, classes: &[Class], run_dir: &Path) -> Result<usize> 
     let mut removed = 0;
     for &class in classes {
         for h in class.hierarchies() {
-            let n = overlay::unmerge(class, &root.join(h))?;
+            let n = overlay::unmerge(class, root, &root.join(h))?;
             if n > 0 {
                 log::info!("unmerged {} from /{h}", class.name());
             }

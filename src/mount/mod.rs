@@ -2,4 +2,5 @@
 //! preloading that make extensions' modules usable.
 
 pub mod modules;
+pub mod origin;
 pub mod overlay;

@@ -12,12 +12,93 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
 use rustix::io::Errno;
+use rustix::mount::MountAttrFlags;
 
 use crate::class::Class;
 use crate::find::version;
 use crate::sys::fs::{dir_has_entries, fd_path, open_dir, open_in_root};
-use crate::sys::mount::{attach, detach, io_error, FsContext};
+use crate::sys::mount::{attach, bind_read_only_onto_itself, detach, io_error, FsContext};
+use crate::sys::mountcompat::{self, Replaced};
 use crate::sys::{SysError, SysResult};
+
+/// systemd-sysext's `--mutable=` modes: whether and where the merged
+/// hierarchy is writable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mutable {
+    /// Read-only.
+    #[default]
+    No,
+    /// Writable into `var/lib/extensions.mutable/D` if that exists.
+    Auto,
+    /// Writable into `var/lib/extensions.mutable/D`, created if needed.
+    Yes,
+    /// Read-only, with `var/lib/extensions.mutable/D` as a layer.
+    Import,
+    /// Writable into a tmpfs that is gone on unmerge.
+    Ephemeral,
+    /// Ephemeral, with `var/lib/extensions.mutable/D` as a layer.
+    EphemeralImport,
+}
+
+impl Mutable {
+    /// Every mode with its name.
+    pub const ALL: [(Mutable, &'static str); 6] = [
+        (Mutable::No, "no"),
+        (Mutable::Auto, "auto"),
+        (Mutable::Yes, "yes"),
+        (Mutable::Import, "import"),
+        (Mutable::Ephemeral, "ephemeral"),
+        (Mutable::EphemeralImport, "ephemeral-import"),
+    ];
+
+    /// The mode's name as systemd spells it.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(m, _)| *m == self)
+            .map_or("no", |(_, n)| n)
+    }
+
+    /// Parse a mode; `yes` and `no` take the other boolean spellings too.
+    pub fn parse(text: &str) -> Option<Mutable> {
+        if let Some((mode, _)) = Self::ALL.iter().find(|(_, n)| *n == text) {
+            return Some(*mode);
+        }
+        crate::cmdline::parse_bool(text).map(|b| if b { Mutable::Yes } else { Mutable::No })
+    }
+
+    /// Whether the upper directory persists under `/var`.
+    pub fn persistent(self) -> bool {
+        matches!(self, Mutable::Auto | Mutable::Yes | Mutable::Import)
+    }
+}
+
+/// Where the mutable layers of one merge go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MutableSetup {
+    /// The mode.
+    pub mode: Mutable,
+    /// Directory for the ephemeral upper directories (a private tmpfs).
+    pub ephemeral_base: PathBuf,
+    /// Unique per merge: names the overlay work directories, so a new
+    /// merge never shares one with the merge it replaces.
+    pub merge_id: String,
+}
+
+impl MutableSetup {
+    /// Read-only: no mutable layer at all.
+    pub fn read_only() -> Self {
+        MutableSetup {
+            mode: Mutable::No,
+            ephemeral_base: PathBuf::new(),
+            merge_id: String::new(),
+        }
+    }
+}
+
+/// The base directory of the persistent mutable layers, relative to the
+/// root, for both classes.
+pub const MUTABLE_BASE: &str = "var/lib/extensions.mutable";
 
 /// An accepted extension, ready to stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +122,17 @@ pub struct HierarchyPlan {
     pub base: Option<PathBuf>,
     /// Permission bits the merged root must keep.
     pub mode: u32,
+    /// The resolved mutable directory (upper, or imported layer).
+    pub mutable_dir: Option<PathBuf>,
+    /// A read-only layer right below the metadata (import modes).
+    pub import: Option<PathBuf>,
+    /// Where writes go, in the writable modes.
+    pub upper: Option<PathBuf>,
+    /// The overlay's work directory, next to `upper`.
+    pub work: Option<PathBuf>,
+    /// The content of `work_dir` (persistent modes): `work` relative to the
+    /// root, C-escaped.
+    pub work_dir_record: Option<String>,
 }
 
 /// Sort names the way systemd orders layers: ascending by version compare.
@@ -49,8 +141,15 @@ pub fn sort_names(names: &mut [String]) {
 }
 
 /// Plan the overlays of `class` over `root` for `extensions` (any order).
-/// A hierarchy that no extension has content for is left alone.
-pub fn plan(class: Class, root: &Path, extensions: &[Extension]) -> io::Result<Vec<HierarchyPlan>> {
+/// A hierarchy that no extension has content for is left alone, unless
+/// the mode is mutable. Persistent mutable directories are created here
+/// (mode `yes`), as systemd does, before anything is mounted.
+pub fn plan(
+    class: Class,
+    root: &Path,
+    extensions: &[Extension],
+    mutable: &MutableSetup,
+) -> io::Result<Vec<HierarchyPlan>> {
     let mut ordered = extensions.to_vec();
     ordered.sort_by(|a, b| version::compare(&b.name, &a.name));
     let root_fd = open_dir(root)?;
@@ -62,10 +161,10 @@ pub fn plan(class: Class, root: &Path, extensions: &[Extension]) -> io::Result<V
                 layers.push(layer);
             }
         }
-        if layers.is_empty() {
+        if layers.is_empty() && mutable.mode == Mutable::No {
             continue;
         }
-        let (target, base, mode) = match open_in_root(
+        let (target, existing, base, mode) = match open_in_root(
             &root_fd,
             Path::new(hierarchy),
             OFlags::PATH | OFlags::DIRECTORY,
@@ -74,20 +173,192 @@ pub fn plan(class: Class, root: &Path, extensions: &[Extension]) -> io::Result<V
                 let path = fd_path(&fd)?;
                 let mode = rustix::fs::fstat(&fd)?.st_mode & 0o7777;
                 let base = dir_has_entries(&fd)?.then(|| path.clone());
-                (path, base, mode)
+                (path.clone(), Some(path), base, mode)
             }
-            Err(Errno::NOENT) => (root.join(hierarchy), None, 0o755),
+            Err(Errno::NOENT) => (root.join(hierarchy), None, None, 0o755),
             Err(e) => return Err(e.into()),
         };
-        plans.push(HierarchyPlan {
+        let mut plan = HierarchyPlan {
             hierarchy,
             target,
             layers,
             base,
             mode,
-        });
+            mutable_dir: None,
+            import: None,
+            upper: None,
+            work: None,
+            work_dir_record: None,
+        };
+        plan_mutable(&mut plan, &root_fd, root, existing.as_deref(), mutable)?;
+        plans.push(plan);
     }
     Ok(plans)
+}
+
+/// Fill in the mutable layers of `plan` (systemd's rules, §3.6 of the
+/// compatibility notes).
+fn plan_mutable(
+    plan: &mut HierarchyPlan,
+    root_fd: &OwnedFd,
+    root: &Path,
+    hierarchy_dir: Option<&Path>,
+    setup: &MutableSetup,
+) -> io::Result<()> {
+    let persistent_rel = Path::new(MUTABLE_BASE).join(plan.hierarchy);
+    let persistent_path = root.join(&persistent_rel);
+    let is_hierarchy = |dir: &Path| -> io::Result<bool> {
+        match hierarchy_dir {
+            Some(h) => {
+                let (a, b) = (std::fs::metadata(h)?, std::fs::metadata(dir)?);
+                Ok(a.dev() == b.dev() && a.ino() == b.ino())
+            }
+            None => Ok(false),
+        }
+    };
+    let mutable_dir = match setup.mode {
+        Mutable::No => None,
+        Mutable::Ephemeral | Mutable::EphemeralImport => {
+            let dir = setup
+                .ephemeral_base
+                .join(plan.hierarchy)
+                .join(plan.hierarchy);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(plan.mode))?;
+            Some(dir)
+        }
+        Mutable::Auto | Mutable::Yes | Mutable::Import => {
+            let existing = resolve_in_root(root_fd, &persistent_rel, false)?;
+            if let (Some(dir), Mutable::Auto | Mutable::Yes) = (&existing, setup.mode) {
+                let actual = std::fs::metadata(dir)?.mode() & 0o777;
+                if actual != plan.mode & 0o777 {
+                    return Err(io::Error::other(format!(
+                        "mutable directory {} has mode {actual:04o}, ought to have {:04o} like /{}",
+                        persistent_path.display(),
+                        plan.mode & 0o777,
+                        plan.hierarchy
+                    )));
+                }
+            }
+            if setup.mode == Mutable::Yes {
+                let dir = resolve_in_root(root_fd, &persistent_rel, true)?
+                    .ok_or_else(|| io::Error::other("mutable directory vanished"))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(plan.mode))?;
+                Some(dir)
+            } else {
+                existing
+            }
+        }
+    };
+    let imported = match setup.mode {
+        Mutable::Import => mutable_dir.clone(),
+        Mutable::EphemeralImport => resolve_in_root(root_fd, &persistent_rel, false)?,
+        _ => None,
+    };
+    if let Some(dir) = &imported {
+        if is_hierarchy(dir)? {
+            return Err(io::Error::other(format!(
+                "not importing {} as a layer: it is /{} itself",
+                persistent_path.display(),
+                plan.hierarchy
+            )));
+        }
+    }
+    plan.import = imported;
+    let upper = match (setup.mode, &mutable_dir) {
+        (Mutable::Import, _) | (_, None) => None,
+        (_, Some(dir)) => Some(dir.clone()),
+    };
+    if let Some(upper) = &upper {
+        if is_hierarchy(upper)? {
+            // Writes go straight into the hierarchy: it is the upper layer
+            // and cannot also be a lower one.
+            plan.base = None;
+        }
+        let stat = rustix::fs::statvfs(upper)?;
+        if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+            return Err(io::Error::other(format!(
+                "cannot write to {}: read-only file system",
+                upper.display()
+            )));
+        }
+        let parent = upper.parent().unwrap_or(upper);
+        if std::fs::metadata(parent)?.dev() != std::fs::metadata(upper)?.dev() {
+            return Err(io::Error::other(format!(
+                "no place for the work directory of {}: its parent is another file system",
+                upper.display()
+            )));
+        }
+        let work = parent.join(format!(
+            ".systemd-{}-workdir.{}",
+            plan.hierarchy, setup.merge_id
+        ));
+        if setup.mode.persistent() {
+            let resolved_root = std::fs::canonicalize(root)?;
+            let rel = work.strip_prefix(&resolved_root).map_err(|_| {
+                io::Error::other(format!(
+                    "work directory {} is outside the root {}",
+                    work.display(),
+                    root.display()
+                ))
+            })?;
+            plan.work_dir_record = Some(c_escape(&rel.to_string_lossy()));
+        }
+        plan.work = Some(work);
+    }
+    plan.mutable_dir = mutable_dir;
+    plan.upper = upper;
+    Ok(())
+}
+
+/// `rel` resolved inside the root; with `create`, missing directories
+/// are made (0755) on the way, following symlinks as the lookup does.
+fn resolve_in_root(root_fd: &OwnedFd, rel: &Path, create: bool) -> io::Result<Option<PathBuf>> {
+    match open_in_root(root_fd, rel, OFlags::PATH | OFlags::DIRECTORY) {
+        Ok(fd) => return Ok(Some(fd_path(&fd)?)),
+        Err(Errno::NOENT) if create => {}
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut prefix = PathBuf::new();
+    for part in rel.components() {
+        prefix.push(part);
+        match open_in_root(root_fd, &prefix, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(_) => continue,
+            Err(Errno::NOENT) => {
+                let parent = prefix.parent().unwrap_or(Path::new(""));
+                let parent_fd = open_in_root(root_fd, parent, OFlags::PATH | OFlags::DIRECTORY)?;
+                match rustix::fs::mkdirat(
+                    &parent_fd,
+                    part.as_os_str(),
+                    rustix::fs::Mode::from_raw_mode(0o755),
+                ) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let fd = open_in_root(root_fd, rel, OFlags::PATH | OFlags::DIRECTORY)?;
+    Ok(Some(fd_path(&fd)?))
+}
+
+/// systemd's C escaping of a one-line path (`work_dir`).
+pub fn c_escape(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\'' => out.push_str("\\'"),
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    out
 }
 
 /// `tree/sub` resolved inside `tree`, if it is a directory with entries.
@@ -118,14 +389,15 @@ pub fn escape_lowerdir(path: &Path) -> String {
 }
 
 /// Build the overlay for `plan` (detached) with its metadata layer in
-/// `meta`, an empty directory in the workspace; `names` ascending.
-/// `extra` files (relative paths) go into the metadata layer too, above
-/// every extension.
+/// `meta`, an empty directory in the workspace; `names` ascending,
+/// `origin` the content of the `origin` file. `extra` files (relative
+/// paths) go into the metadata layer too, above every extension.
 pub fn build(
     class: Class,
     plan: &HierarchyPlan,
     meta: &Path,
     names: &[String],
+    origin: &str,
     extra: &[(PathBuf, Vec<u8>)],
 ) -> SysResult<OwnedFd> {
     for (rel, content) in extra {
@@ -137,36 +409,58 @@ pub fn build(
     }
     let meta_dir = meta.join(class.meta_dir());
     std::fs::create_dir_all(&meta_dir).map_err(|e| io_error("create", &meta_dir, &e))?;
-    let list = meta_dir.join(class.list_file());
-    std::fs::write(&list, list_file_content(names)).map_err(|e| io_error("write", &list, &e))?;
-    std::fs::set_permissions(meta, std::fs::Permissions::from_mode(plan.mode))
-        .map_err(|e| io_error("chmod", meta, &e))?;
+    let write = |name: &str, content: &str| {
+        let path = meta_dir.join(name);
+        std::fs::write(&path, content).map_err(|e| io_error("write", &path, &e))
+    };
+    write(class.list_file(), &list_file_content(names))?;
+    write("origin", origin)?;
+    if let Some(record) = &plan.work_dir_record {
+        write("work_dir", &format!("{record}\n"))?;
+    }
+    // The merged root takes the top layer's permissions.
+    let chmod = |dir: &Path| {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(plan.mode))
+            .map_err(|e| io_error("chmod", dir, &e))
+    };
+    chmod(meta)?;
+    if let Some(upper) = &plan.upper {
+        chmod(upper)?;
+    }
+    if let Some(work) = &plan.work {
+        std::fs::create_dir_all(work).map_err(|e| io_error("create", work, &e))?;
+        std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_error("chmod", work, &e))?;
+    }
 
     let mut lower = vec![meta.to_path_buf()];
+    lower.extend(plan.import.iter().cloned());
     lower.extend(plan.layers.iter().cloned());
     lower.extend(plan.base.iter().cloned());
     let target = plan.target.display().to_string();
-    let mount = match mount_overlay(class, &lower, &target, true) {
+    let mount = match mount_overlay(class, plan, &lower, &target, true) {
         // Kernels before 6.8 know only the single `lowerdir=` option.
-        Err(e) if e.errno == Errno::INVAL => mount_overlay(class, &lower, &target, false)?,
+        Err(e) if e.errno == Errno::INVAL => mount_overlay(class, plan, &lower, &target, false)?,
         other => other?,
     };
     // The overlay's device number only exists now; systemd's tools compare
     // it with the mount point's st_dev to recognise the merge.
     let stat =
         rustix::fs::fstat(&mount).map_err(|e| SysError::new("stat overlay for", &target, e))?;
-    let dev = meta_dir.join("dev");
-    let content = format!(
-        "{}:{}\n",
-        rustix::fs::major(stat.st_dev),
-        rustix::fs::minor(stat.st_dev)
-    );
-    std::fs::write(&dev, content).map_err(|e| io_error("write", &dev, &e))?;
+    write(
+        "dev",
+        &format!(
+            "{}:{}\n",
+            rustix::fs::major(stat.st_dev),
+            rustix::fs::minor(stat.st_dev)
+        ),
+    )?;
     Ok(mount)
 }
 
 fn mount_overlay(
     class: Class,
+    plan: &HierarchyPlan,
     lower: &[PathBuf],
     target: &str,
     append: bool,
@@ -181,19 +475,45 @@ fn mount_overlay(
         let joined: Vec<String> = lower.iter().map(|p| escape_lowerdir(p)).collect();
         fs.set_string("lowerdir", &joined.join(":"))?;
     }
-    fs.set_flag("ro")?;
-    fs.mount(target, class.mount_attrs())
+    let mut attrs = class.mount_attrs();
+    match (&plan.upper, &plan.work) {
+        (Some(upper), Some(work)) => {
+            fs.set_string("upperdir", &upper.to_string_lossy())?;
+            fs.set_string("workdir", &work.to_string_lossy())?;
+            // systemd's options: no needless copy-ups, no half copied-up
+            // files after an unmount, upper and work reusable after a
+            // remount (index=off).
+            fs.set_string("redirect_dir", "on")?;
+            fs.set_string("metacopy", "off")?;
+            fs.set_string("index", "off")?;
+            attrs.remove(MountAttrFlags::MOUNT_ATTR_RDONLY);
+            attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
+        }
+        _ => fs.set_flag("ro")?,
+    }
+    fs.mount(target, attrs)
 }
 
-/// Attach a built overlay at the plan's target, creating the directory
-/// (0755) when the root has none.
-pub fn attach_at(plan: &HierarchyPlan, mount: &OwnedFd) -> SysResult<()> {
-    if !plan.target.exists() {
-        std::fs::create_dir(&plan.target).map_err(|e| io_error("create", &plan.target, &e))?;
-        std::fs::set_permissions(&plan.target, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| io_error("chmod", &plan.target, &e))?;
+/// Put a built overlay on the plan's target: in place of a merge that is
+/// there (atomically where the kernel can), else on top of the hierarchy,
+/// creating the directory (0755) when the root has none. The metadata of a
+/// writable overlay is then bound read-only onto itself.
+pub fn place(class: Class, plan: &HierarchyPlan, mount: &OwnedFd) -> SysResult<Option<Replaced>> {
+    let replaced = if merged_state(class, &plan.target).is_some() {
+        Some(mountcompat::replace(mount, &plan.target)?)
+    } else {
+        if !plan.target.exists() {
+            std::fs::create_dir(&plan.target).map_err(|e| io_error("create", &plan.target, &e))?;
+            std::fs::set_permissions(&plan.target, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io_error("chmod", &plan.target, &e))?;
+        }
+        attach(mount, &plan.target)?;
+        None
+    };
+    if plan.upper.is_some() {
+        bind_read_only_onto_itself(&plan.target.join(class.meta_dir()))?;
     }
-    attach(mount, &plan.target)
+    Ok(replaced)
 }
 
 /// What a merged hierarchy says about itself.
@@ -226,16 +546,92 @@ pub fn merged_state(class: Class, target: &Path) -> Option<MergedHierarchy> {
     })
 }
 
-/// Remove every merge of `class` stacked on `target`; returns how many.
-pub fn unmerge(class: Class, target: &Path) -> SysResult<usize> {
-    let mut removed = 0;
+/// The work directory a merge on `target` recorded (`work_dir`, relative
+/// to `root`, C-escaped), if it has one.
+pub fn recorded_work_dir(class: Class, root: &Path, target: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(target.join(class.meta_dir()).join("work_dir")).ok()?;
+    let rel = c_unescape(text.trim_end_matches('\n'))?;
+    Some(root.join(rel.trim_start_matches('/')))
+}
+
+/// Remove an overlay work directory of a merge that is gone. Only a
+/// directory named as systemd and rdext name them is touched.
+pub fn remove_work_dir(dir: &Path) {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    if !(name.starts_with(".systemd-") && name.contains("-workdir")) {
+        log::warn!(
+            "not removing {}: not an overlay work directory",
+            dir.display()
+        );
+        return;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove {}: {e}", dir.display()),
+    }
+}
+
+/// Undo [`c_escape`]; None for a malformed escape.
+fn c_unescape(text: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let c = bytes.next()?;
+        out.push(match c {
+            b'n' => b'\n',
+            b't' => b'\t',
+            b'r' => b'\r',
+            b'a' => 7,
+            b'b' => 8,
+            b'f' => 12,
+            b'v' => 11,
+            b'x' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            b'0'..=b'7' => {
+                let oct = [c, bytes.next()?, bytes.next()?];
+                u8::from_str_radix(std::str::from_utf8(&oct).ok()?, 8).ok()?
+            }
+            other => other,
+        });
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Take every merge of `class` off `target` in a private mount namespace,
+/// to build a new one on what is below; nothing on disk is touched.
+pub fn uncover(class: Class, target: &Path) -> SysResult<()> {
     while merged_state(class, target).is_some() {
-        // systemd may have bind-mounted the metadata onto itself.
         match detach(&target.join(class.meta_dir())) {
             Err(e) if e.errno != Errno::INVAL => return Err(e),
             _ => {}
         }
         detach(target)?;
+    }
+    Ok(())
+}
+
+/// Remove every merge of `class` stacked on `target` (a hierarchy under
+/// `root`), and the work directories they recorded; returns how many.
+pub fn unmerge(class: Class, root: &Path, target: &Path) -> SysResult<usize> {
+    let mut removed = 0;
+    while merged_state(class, target).is_some() {
+        let work_dir = recorded_work_dir(class, root, target);
+        // A writable merge has its metadata bound onto itself.
+        match detach(&target.join(class.meta_dir())) {
+            Err(e) if e.errno != Errno::INVAL => return Err(e),
+            _ => {}
+        }
+        detach(target)?;
+        if let Some(dir) = work_dir {
+            remove_work_dir(&dir);
+        }
         removed += 1;
     }
     Ok(removed)
@@ -271,7 +667,7 @@ mod tests {
             ext(tmp.path(), "foo-10", &["usr"]),
             ext(tmp.path(), "etc-only", &["etc"]),
         ];
-        let plans = plan(Class::Sysext, &root, &exts).unwrap();
+        let plans = plan(Class::Sysext, &root, &exts, &MutableSetup::read_only()).unwrap();
         assert_eq!(plans.len(), 2);
         let usr = &plans[0];
         assert_eq!(usr.hierarchy, "usr");
@@ -301,7 +697,11 @@ mod tests {
         fs::create_dir_all(root.join("etc")).unwrap();
         let e = ext(tmp.path(), "a", &[]);
         fs::create_dir_all(e.root.join("etc")).unwrap();
-        assert!(plan(Class::Confext, &root, &[e]).unwrap().is_empty());
+        assert!(
+            plan(Class::Confext, &root, &[e], &MutableSetup::read_only())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

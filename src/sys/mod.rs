@@ -9,6 +9,7 @@ pub mod fs;
 pub mod keyring;
 pub mod loopdev;
 pub mod mount;
+pub mod mountcompat;
 
 use std::fmt;
 

@@ -153,3 +153,78 @@ pub fn io_error(op: &'static str, path: &Path, err: &std::io::Error) -> SysError
         Errno::from_io_error(err).unwrap_or(Errno::IO),
     )
 }
+
+/// A private copy of the caller's mount namespace, entered for building a
+/// merge that must see the hierarchies without the overlays stacked on them
+/// now; [`PrivateNamespace::leave`] returns to the original namespace,
+/// where the built (detached) mounts can be attached. The copy dies with
+/// the last reference; mounts it holds stay alive while an overlay uses them.
+#[derive(Debug)]
+pub struct PrivateNamespace {
+    original: OwnedFd,
+    cwd: OwnedFd,
+}
+
+impl PrivateNamespace {
+    /// Unshare the mount namespace and cut the copy's propagation, so
+    /// nothing done in it reaches the original. Fails (EINVAL) when the
+    /// process has other threads.
+    pub fn enter() -> SysResult<Self> {
+        let open = |path: &str| {
+            rustix::fs::open(
+                path,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| SysError::new("open", path, e))
+        };
+        let original = open("/proc/self/ns/mnt")?;
+        let cwd = open(".")?;
+        // SAFETY: unshare takes no pointers.
+        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+            return Err(SysError::new(
+                "unshare",
+                "mount namespace",
+                Errno::from_raw_os_error(
+                    std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+                ),
+            ));
+        }
+        let ns = PrivateNamespace { original, cwd };
+        rustix::mount::mount_change(
+            "/",
+            rustix::mount::MountPropagationFlags::PRIVATE
+                | rustix::mount::MountPropagationFlags::REC,
+        )
+        .map_err(|e| SysError::new("make private", "/", e))?;
+        Ok(ns)
+    }
+
+    /// Go back to the original namespace and working directory.
+    pub fn leave(self) -> SysResult<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns takes a valid fd we own.
+        if unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+            return Err(SysError::new(
+                "setns",
+                "original mount namespace",
+                Errno::from_raw_os_error(
+                    std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+                ),
+            ));
+        }
+        rustix::process::fchdir(&self.cwd).map_err(|e| SysError::new("chdir", "back", e))
+    }
+}
+
+/// Bind `path` onto itself read-only: the metadata of a writable overlay
+/// must not be changed through it.
+pub fn bind_read_only_onto_itself(path: &Path) -> SysResult<()> {
+    rustix::mount::mount_bind(path, path).map_err(|e| SysError::new("bind", path.display(), e))?;
+    rustix::mount::mount_remount(
+        path,
+        rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+        "",
+    )
+    .map_err(|e| SysError::new("remount read-only", path.display(), e))
+}

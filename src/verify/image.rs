@@ -54,6 +54,10 @@ pub struct Opened {
     pub root: PathBuf,
     /// How it is protected.
     pub verdict: Verdict,
+    /// The verity root hash, whenever one is known (sidecar, signature
+    /// partition or partition UUIDs), even if the policy did not use it:
+    /// it identifies the image in the merge's `origin`.
+    pub root_hash: Option<Vec<u8>>,
 }
 
 /// Make the candidate's tree available and return its root. File system
@@ -75,6 +79,7 @@ pub fn open(
         return Ok(Opened {
             root: candidate.path.clone(),
             verdict: Verdict::Unprotected,
+            root_hash: None,
         });
     }
     // One open file serves probing, inspection and the loop devices, so
@@ -102,6 +107,7 @@ pub fn open(
     Ok(Opened {
         root: mount_point.to_path_buf(),
         verdict,
+        root_hash: inspection.root_hash.clone(),
     })
 }
 
