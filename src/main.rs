@@ -13,45 +13,146 @@ use rdext::merge::{self, MergeError, Options, PolicyChoice, Verdict};
 use rdext::mount::overlay::Mutable;
 use rdext::verify::policy::{self, ImagePolicy};
 
-const USAGE: &str = "\
-usage: rdext COMMAND [OPTIONS]
+/// Every command: name, operands and the options that apply, what it does.
+const COMMANDS: &[(&str, &str, &str)] = &[
+    (
+        "merge",
+        "[--root DIR] [--initrd-root DIR] [--run-dir DIR] [--cmdline FILE] [--modules-dir DIR] \
+         [--mutable=MODE] [--config FILE]... [--verity-dir DIR]... [--strict] [--debug]",
+        "merge extensions into the root (honours the kernel command line)",
+    ),
+    (
+        "refresh",
+        "[--root DIR] [--initrd-root DIR] [--run-dir DIR] [--cmdline FILE] [--modules-dir DIR] \
+         [--mutable=MODE] [--always] [--config FILE]... [--verity-dir DIR]... [--strict] [--debug]",
+        "merge again from the images there now, replacing each merged\n\
+         hierarchy atomically; nothing happens when nothing changed\n\
+         (same images, same mode) unless --always",
+    ),
+    (
+        "list",
+        "[--root DIR] [--initrd-root DIR] [--run-dir DIR] [--config FILE]... [--json] [--debug]",
+        "show every image found and whether it would merge, and why",
+    ),
+    (
+        "status",
+        "[--root DIR] [--json]",
+        "show the merged hierarchies",
+    ),
+    (
+        "unmerge",
+        "[--root DIR] [--run-dir DIR]",
+        "remove the merged overlays",
+    ),
+    (
+        "bless",
+        "[--root DIR] [--run-dir DIR]",
+        "the boot is good: remove the boot counter of the .v/ entries\n\
+         this boot's merge counted (rdext-bless.service)",
+    ),
+    (
+        "download",
+        "[--root DIR] [--cmdline FILE] [--config FILE]... [--debug]",
+        "fetch missing extensions as systemd-sysupdate would (merge does\n\
+         this first when downloads are on: rdext.download=missing|update|no,\n\
+         default missing on first boot)",
+    ),
+    (
+        "verify",
+        "[--confext] [--json] [--verity-dir DIR]... IMAGE...",
+        "show an image's partitions, root hash, signer and the policy's\n\
+         verdict (as a sysext; --confext to judge as one)",
+    ),
+    ("help", "[COMMAND]", "show this help, or a command's"),
+];
 
-commands:
-  merge     merge extensions into the root (honours the kernel command line)
-  list      show every image found and whether it would merge, and why
-  status    show the merged hierarchies
-  unmerge   remove the merged overlays
-  bless     the boot is good: remove the boot counter of the .v/ entries
-            this boot's merge counted (rdext-bless.service)
-  refresh   merge again from the images there now, replacing each merged
-            hierarchy atomically; nothing happens when nothing changed
-            (same images, same mode) unless --always
-  download  fetch missing extensions as systemd-sysupdate would (merge does
-            this first when downloads are on: rdext.download=missing|update|no,
-            default missing on first boot)
-  verify IMAGE...  show an image's partitions, root hash, signer and the
-                   policy's verdict (as a sysext; --confext to judge as one)
+/// Every option and what it means.
+const OPTIONS: &[(&str, &str)] = &[
+    (
+        "--root DIR",
+        "root to extend (default: /sysroot in an initrd, else /)",
+    ),
+    (
+        "--initrd-root DIR",
+        "also take images from DIR/run/extensions and\n\
+         DIR/.extra/sysext (default: / in an initrd, else none)",
+    ),
+    (
+        "--run-dir DIR",
+        "runtime directory for the workspace and record (default: /run)",
+    ),
+    (
+        "--cmdline FILE",
+        "kernel command line to obey (default: /proc/cmdline)",
+    ),
+    (
+        "--modules-dir DIR",
+        "modules of the running kernel, loaded early\n\
+         (default: /lib/modules/$(uname -r))",
+    ),
+    ("--strict", "merge nothing if any image is rejected"),
+    (
+        "--mutable=MODE",
+        "no, auto, yes, import, ephemeral or ephemeral-import, as\n\
+         systemd-sysext (default: rdext.mutable= on the kernel\n\
+         command line, else mutable= in the settings, else no)",
+    ),
+    ("--always", "refresh even when nothing changed"),
+    (
+        "--config FILE",
+        "settings file, repeatable, earlier wins (default: /etc/rdext.conf\n\
+         in an initrd, then ROOT/etc/rdext.conf)",
+    ),
+    (
+        "--verity-dir DIR",
+        "trusted *.crt signing certificates, repeatable, earlier wins\n\
+         (default: the verity.d directories of the initrd, then of ROOT)",
+    ),
+    ("--confext", "judge the images as confext (verify)"),
+    ("--json", "JSON output for list, status and verify"),
+    ("--debug", "verbose logging"),
+    ("-h, --help", "show help (of the command, after one)"),
+    ("--version", "show rdext's version"),
+];
 
-options:
-  --root DIR          root to extend (default: /sysroot in an initrd, else /)
-  --initrd-root DIR   also take images from DIR/run/extensions and
-                      DIR/.extra/sysext (default: / in an initrd, else none)
-  --run-dir DIR       runtime directory for the workspace and record (default: /run)
-  --cmdline FILE      kernel command line to obey (default: /proc/cmdline)
-  --modules-dir DIR   modules of the running kernel, loaded early
-                      (default: /lib/modules/$(uname -r))
-  --strict            merge nothing if any image is rejected
-  --mutable=MODE      no, auto, yes, import, ephemeral or ephemeral-import, as
-                      systemd-sysext (default: rdext.mutable= on the kernel
-                      command line, else mutable= in the settings, else no)
-  --always            refresh even when nothing changed
-  --config FILE       settings file, repeatable, earlier wins (default: /etc/rdext.conf
-                      in an initrd, then ROOT/etc/rdext.conf)
-  --verity-dir DIR    trusted *.crt signing certificates, repeatable, earlier wins
-                      (default: the verity.d directories of the initrd, then of ROOT)
-  --json              JSON output for list, status and verify
-  --debug             verbose logging
-";
+/// `text` with every line after the first indented by `indent` columns.
+fn hanging(text: &str, indent: usize) -> String {
+    text.replace('\n', &format!("\n{:indent$}", ""))
+}
+
+fn option_lines<'a>(options: impl Iterator<Item = &'a (&'a str, &'a str)>) -> String {
+    options
+        .map(|(name, what)| format!("  {name:<20}{}\n", hanging(what, 22)))
+        .collect()
+}
+
+/// The overview `rdext --help` and `rdext help` print.
+fn usage() -> String {
+    let commands: String = COMMANDS
+        .iter()
+        .map(|(name, _, what)| format!("  {name:<10}{}\n", hanging(what, 12)))
+        .collect();
+    format!(
+        "usage: rdext COMMAND [OPTIONS]\n\ncommands:\n{commands}\noptions:\n{}\n\
+         `rdext help COMMAND` shows one command; man rdext has the reference.\n",
+        option_lines(OPTIONS.iter())
+    )
+}
+
+/// `rdext help COMMAND` and `rdext COMMAND --help`: the synopsis, what it
+/// does and the options that apply to it.
+fn command_help(command: &str) -> Option<String> {
+    let (name, synopsis, what) = COMMANDS.iter().find(|(name, ..)| *name == command)?;
+    let applies = OPTIONS.iter().filter(|(option, _)| {
+        let flag = option.split(' ').next().unwrap_or(option);
+        synopsis.split(['[', ']', ' ']).any(|word| word == flag)
+    });
+    Some(format!(
+        "usage: rdext {name} {synopsis}\n\n  {}\n\noptions:\n{}",
+        hanging(what, 2),
+        option_lines(applies)
+    ))
+}
 
 #[derive(Debug, Default)]
 struct Args {
@@ -70,6 +171,7 @@ struct Args {
     always: bool,
     json: bool,
     debug: bool,
+    help: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -90,18 +192,38 @@ fn parse_args() -> Result<Args> {
             Long("always") => args.always = true,
             Long("json") => args.json = true,
             Long("debug") => args.debug = true,
-            Short('h') | Long("help") => {
-                print!("{USAGE}");
+            Short('h') | Long("help") => args.help = true,
+            Long("version") => {
+                println!("rdext {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
             }
             Long("confext") => args.confext = true,
             Value(v) if args.command.is_empty() => args.command = v.string()?,
-            Value(v) if args.command == "verify" => args.operands.push(v.into()),
+            Value(v) if matches!(args.command.as_str(), "verify" | "help") => {
+                args.operands.push(v.into())
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }
+    if args.command == "help" {
+        args.help = true;
+        args.command = match args.operands.as_slice() {
+            [] => String::new(),
+            [topic] => topic.to_string_lossy().into_owned(),
+            _ => bail!("help takes one command"),
+        };
+    }
+    if args.help {
+        let help = match args.command.as_str() {
+            "" => usage(),
+            command => command_help(command)
+                .with_context(|| format!("unknown command {command:?}\n{}", usage()))?,
+        };
+        print!("{help}");
+        std::process::exit(0);
+    }
     if args.command.is_empty() {
-        bail!("no command given\n{USAGE}");
+        bail!("no command given\n{}", usage());
     }
     Ok(args)
 }
@@ -241,7 +363,7 @@ fn run(args: Args) -> Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown command {other:?}\n{USAGE}"),
+        other => bail!("unknown command {other:?}\n{}", usage()),
     }
 }
 
@@ -571,5 +693,36 @@ fn host_arch() -> Result<String> {
     match rdext::find::release::systemd_arch(&machine) {
         Some(arch) => Ok(arch.to_string()),
         None => bail!("unknown architecture {machine}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_in_a_synopsis_is_explained() {
+        let known: Vec<&str> = OPTIONS
+            .iter()
+            .flat_map(|(option, _)| option.split([' ', ',']))
+            .collect();
+        for (name, synopsis, _) in COMMANDS {
+            for flag in synopsis
+                .split(['[', ']', ' '])
+                .filter(|w| w.starts_with('-'))
+            {
+                assert!(known.contains(&flag), "{name}: {flag} has no help line");
+            }
+            let help = command_help(name).unwrap();
+            assert!(help.starts_with(&format!("usage: rdext {name} ")), "{help}");
+        }
+        assert!(command_help("nope").is_none());
+    }
+
+    #[test]
+    fn command_help_lists_only_its_options() {
+        let help = command_help("status").unwrap();
+        assert!(help.contains("  --root DIR ") && help.contains("  --json "));
+        assert!(!help.contains("--strict") && !help.contains("--run-dir"));
     }
 }
