@@ -823,11 +823,13 @@ fn prepare(
         images: examined.reports,
         counted: examined.counted,
     };
-    let mode = effective_mutable(opts, class);
-    if names.is_empty() && mode == Mutable::No {
+    // Unlike systemd-sysext, a class without extensions is not overlaid
+    // just to be writable: one --mutable covers both classes here.
+    if names.is_empty() {
         log::info!("no {} images to merge", class.name());
         return Ok(Decision::Nothing(outcome));
     }
+    let mode = effective_mutable(opts, class);
     let setup = |mode| MutableSetup {
         mode,
         ephemeral_base: workspace.path().join("ephemeral").join(class.name()),

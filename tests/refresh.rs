@@ -245,3 +245,138 @@ fn global_extra_directories_are_searched_with_the_strict_policy() {
         r.stdout
     );
 }
+
+/// Each `--mutable=` mode, with systemd's directories: what is visible in
+/// /usr, where a write to /usr lands, and what is left after unmerge. (The
+/// host's systemd 252 has no --mutable; the QEMU main boot compares the
+/// same modes with the trixie guest's systemd 257.)
+#[test]
+fn mutable_modes_write_where_systemd_writes() {
+    let s = Scratch::new();
+    versions(&s, &["1"]);
+    let r = run(
+        &s,
+        r#"
+        M=$ROOT/var/lib/extensions.mutable
+        try() { # MODE: merge, write, report, unmerge
+            rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --mutable=$1 2>err.$1 || rc=$?
+            w=$( (echo "$1" > $ROOT/usr/share/written) 2>/dev/null && echo ok || echo refused)
+            echo "$1: rc=$rc see=$(ls $ROOT/usr/share | tr '\n' ' ')write=$w var=$(show $M/usr/share/written) mode=$(stat -c %a $ROOT/usr)"
+            echo "$1-meta: $(jq -c '.mutable' $ROOT/usr/.systemd-sysext/origin) workdir=$(show $ROOT/usr/.systemd-sysext/work_dir | sed 's/\.[0-9a-f]*$/.ID/')"
+            wd=$(show $ROOT/usr/.systemd-sysext/work_dir)
+            $RDEXT unmerge --root $ROOT --run-dir $RUN
+            echo "$1-after: $(show $ROOT/usr/share/written) workdir-left=$([ "$wd" != - ] && [ -e "$ROOT/$wd" ] && echo yes || echo no)"
+        }
+        chmod 751 $ROOT/usr
+        for m in no auto; do try $m; done
+        mkdir -p $M/usr/share && chmod 751 $M/usr && echo pre > $M/usr/share/pre
+        for m in auto import ephemeral ephemeral-import; do try $m; done
+        rm -r $M; try yes
+        echo "opt-made: $([ -d $M/opt ] && echo yes)"
+        chmod 700 $M/usr; try yes; chmod 751 $M/usr
+        grep -o 'has mode.*' err.yes | sort -u | sed 's/^/mode-err: /'
+        # A mutable dir pointing back at the hierarchy: writes go to /usr itself.
+        rm -r $M/usr; ln -s /usr $M/usr; rm -f $ROOT/usr/share/written
+        try yes
+        echo "self-base: $(show $ROOT/usr/share/written)"
+        rm $ROOT/usr/share/written; rm $M/usr
+        # A write survives a refresh that changes the images.
+        $RDEXT merge --root $ROOT --run-dir $RUN --mutable=yes
+        echo kept > $ROOT/usr/share/kept
+        cp -a $ROOT/var/lib/extensions/tool.raw.v/tool_1.raw $ROOT/var/lib/extensions/tool.raw.v/tool_2.raw
+        touch $ROOT/var/lib/extensions/tool.raw.v/tool_2.raw
+        $RDEXT refresh --root $ROOT --run-dir $RUN --mutable=yes
+        echo "survives: $(show $ROOT/usr/share/kept) $(jq -r '.extensions.tool.path' $ROOT/usr/.systemd-sysext/origin) workdirs=$(ls -a $M | grep -c workdir)"
+        "#,
+    );
+    assert_eq!(r.status, 0);
+    let line = |k: &str| marked(&r.stdout, k).join(" | ");
+    // `see` is listed after the write attempt; `var` is the persistent
+    // upper's copy of the written file, left from earlier modes.
+    assert_eq!(line("no: "), "rc=0 see=tool write=refused var=- mode=751");
+    assert_eq!(
+        line("auto: "),
+        "rc=0 see=tool write=refused var=- mode=751 | rc=0 see=pre tool written write=ok var=auto mode=751"
+    );
+    assert_eq!(
+        line("import: "),
+        "rc=0 see=pre tool written write=refused var=auto mode=751"
+    );
+    assert_eq!(
+        line("ephemeral: "),
+        "rc=0 see=tool written write=ok var=auto mode=751"
+    );
+    assert_eq!(
+        line("ephemeral-import: "),
+        "rc=0 see=pre tool written write=ok var=auto mode=751"
+    );
+    assert_eq!(
+        line("yes: "),
+        "rc=0 see=tool written write=ok var=yes mode=751 | rc=1 see=write=refused var=yes mode=751 | \
+         rc=0 see=tool written write=ok var=- mode=751"
+    );
+    assert_eq!(line("opt-made: "), "yes");
+    assert_eq!(line("self-base: "), "yes");
+    assert_eq!(
+        line("mode-err: "),
+        "has mode 0700, ought to have 0751 like /usr"
+    );
+    let meta = line("yes-meta: ");
+    assert!(
+        meta.starts_with(
+            r#"{"mode":"yes","mutableDirs":{"/opt":"/var/lib/extensions.mutable/opt","/usr":"/var/lib/extensions.mutable/usr"}} workdir=var/lib/extensions.mutable/.systemd-usr-workdir.ID | "#
+        ),
+        "{meta}"
+    );
+    assert!(
+        meta.ends_with(
+            r#"{"mode":"yes","mutableDirs":{"/opt":"/var/lib/extensions.mutable/opt","/usr":"/usr"}} workdir=.systemd-usr-workdir.ID"#
+        ),
+        "{meta}"
+    );
+    assert_eq!(
+        line("import-meta: "),
+        r#"{"mode":"import","mutableDirs":{"/usr":"/var/lib/extensions.mutable/usr"}} workdir=-"#
+    );
+    assert_eq!(line("ephemeral-after: "), "- workdir-left=no");
+    assert_eq!(
+        line("yes-after: "),
+        "- workdir-left=no | - workdir-left=no | yes workdir-left=no"
+    );
+    assert_eq!(
+        line("survives: "),
+        "kept /var/lib/extensions/tool.raw.v/tool_2.raw workdirs=2"
+    );
+}
+
+/// The mode from the kernel command line or rdext.conf; in the initrd a
+/// persistent mode whose /var is a separate, not yet mounted file system
+/// merges read-only with one warning instead of failing.
+#[test]
+fn mutable_from_settings_and_read_only_fallback_in_the_initrd() {
+    let s = Scratch::new();
+    versions(&s, &["1"]);
+    s.write("root/etc/rdext.conf", "mutable=ephemeral\n");
+    let r = run(
+        &s,
+        r#"
+        probe() { (echo x > $ROOT/usr/share/probe) 2>/dev/null && echo writable || echo read-only; }
+        $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.mutable=yes)
+        echo "cmdline: $(probe) $(jq -r .mutable.mode $ROOT/usr/.systemd-sysext/origin)"
+        $RDEXT unmerge --root $ROOT --run-dir $RUN
+        $RDEXT merge --root $ROOT --run-dir $RUN --cmdline /dev/null
+        echo "conf: $(probe) $(jq -r .mutable.mode $ROOT/usr/.systemd-sysext/origin)"
+        $RDEXT unmerge --root $ROOT --run-dir $RUN
+        echo "/dev/vdb /var ext4 defaults 0 2" > $ROOT/etc/fstab
+        mkdir -p initrd
+        rc=0; $RDEXT merge --root $ROOT --initrd-root $PWD/initrd --run-dir $RUN --cmdline <(echo rdext.mutable=yes) 2>initrd.err || rc=$?
+        echo "initrd: rc=$rc $(probe) $(jq -r .mutable.mode $ROOT/usr/.systemd-sysext/origin) $(cat $ROOT/usr/bin/tool)"
+        grep -c 'merging read-only' initrd.err | sed 's/^/warnings: /'
+        "#,
+    );
+    assert_eq!(r.status, 0);
+    assert_eq!(marked(&r.stdout, "cmdline: "), ["writable yes"]);
+    assert_eq!(marked(&r.stdout, "conf: "), ["writable ephemeral"]);
+    assert_eq!(marked(&r.stdout, "initrd: "), ["rc=0 read-only no 1"]);
+    assert_eq!(marked(&r.stdout, "warnings: "), ["1"]);
+}

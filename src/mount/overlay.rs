@@ -191,6 +191,10 @@ pub fn plan(
             work_dir_record: None,
         };
         plan_mutable(&mut plan, &root_fd, root, existing.as_deref(), mutable)?;
+        // Nothing to add (auto or import without a mutable directory).
+        if plan.layers.is_empty() && plan.upper.is_none() && plan.import.is_none() {
+            continue;
+        }
         plans.push(plan);
     }
     Ok(plans)
