@@ -1,7 +1,8 @@
 # rdext: build with cargo, install the static binary and the dracut module.
 #
 #   make                     build the static musl binary
-#   make install DESTDIR=D   install D/usr/bin/rdext and D/usr/lib/dracut/modules.d/90rdext/
+#   make install DESTDIR=D   install D/usr/bin/rdext, D/usr/lib/dracut/modules.d/90rdext/,
+#                            the units (rdext-bless, rdext-refresh) and docs/examples
 #   make check               what CI runs: fmt, clippy, cargo test, static-binary
 #                            check, QEMU boot tests (root; see docs/initrd.md)
 #   make test-qemu           QEMU boot tests only
@@ -15,6 +16,7 @@ PREFIX     ?= /usr
 BINDIR     ?= $(PREFIX)/bin
 DRACUTDIR  ?= $(PREFIX)/lib/dracut/modules.d
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/rdext
 DESTDIR    ?=
 DEFAULT_BIN := target/$(TARGET)/release/rdext
 BIN        ?= $(DEFAULT_BIN)
@@ -39,11 +41,16 @@ install: $(BIN)
 		dracut-module/rdext-pre-pivot.sh $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)/
 	install -m 0644 dracut-module/rdext-merge.service $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)/
 	install -D -m 0644 systemd/rdext-bless.service $(DESTDIR)$(UNITDIR)/rdext-bless.service
+	install -D -m 0644 systemd/rdext-refresh.service $(DESTDIR)$(UNITDIR)/rdext-refresh.service
+	install -D -m 0644 systemd/examples/systemd-sysupdate.service.d/50-rdext-refresh.conf \
+		$(DESTDIR)$(DOCDIR)/examples/systemd-sysupdate.service.d/50-rdext-refresh.conf
+	install -D -m 0644 docs/rdext.md $(DESTDIR)$(DOCDIR)/rdext.md
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/rdext
 	rm -rf $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)
-	rm -f $(DESTDIR)$(UNITDIR)/rdext-bless.service
+	rm -f $(DESTDIR)$(UNITDIR)/rdext-bless.service $(DESTDIR)$(UNITDIR)/rdext-refresh.service
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 check: build
 	$(CARGO) fmt --check
