@@ -412,7 +412,10 @@ impl<'a> PublicKey<'a> {
             ALGO_RSA | ALGO_RSA_SIGN_ONLY => {
                 let (n, e) = (r.mpi()?, r.mpi()?);
                 // ring's limits; gpg would also take smaller keys, which are no longer safe.
-                let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+                // An empty modulus (a zero-bit MPI) has no bits, not a negative count.
+                let bits = n
+                    .first()
+                    .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
                 if (2048..=8192).contains(&bits) {
                     Material::Rsa { n, e }
                 } else {
@@ -1262,6 +1265,19 @@ mod tests {
             verify_detached(DATA, &f.sig_rsa, &kbx),
             Err(SignatureError::Malformed("keybox blob length"))
         );
+    }
+
+    #[test]
+    fn rsa_key_with_empty_modulus_is_unsupported() {
+        // Version 4, creation time, RSA, n = MPI of 0 bits, e = 65537.
+        let body = [4, 0, 0, 0, 0, ALGO_RSA, 0, 0, 0, 17, 1, 0, 1];
+        let key = PublicKey::parse(&body).unwrap().unwrap();
+        assert!(matches!(key.material, Material::Unsupported));
+        // As a keyring (an old-format public-key packet), it signs nothing.
+        let mut ring = vec![0x98, body.len() as u8];
+        ring.extend_from_slice(&body);
+        let f = fixture();
+        assert!(verify_detached(DATA, &f.sig_rsa, &ring).is_err());
     }
 
     #[test]
