@@ -29,6 +29,12 @@ install() {
         ln -s ../usr/lib/initrd-release "$initdir/etc/initrd-release"
     # For rdext's module handling (depmod data of merged kernel modules).
     inst_multiple -o modprobe depmod
+    # The initrd's own settings and signing certificates: in the initrd
+    # only these (and the OS image's /usr) decide what is trusted.
+    inst_multiple -o /etc/rdext.conf
+    for crt in /etc/verity.d/*.crt; do
+        [ -f "$crt" ] && inst_simple "$crt"
+    done
 
     if dracut_module_included "systemd"; then
         inst_simple "$moddir/rdext-merge.service" "$systemdsystemunitdir/rdext-merge.service"

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use rdext::class::Class;
 use rdext::cmdline::KernelCmdline;
-use rdext::config::Settings;
+use rdext::config::{Setting, Settings};
 use rdext::fetch::download::{self, DownloadMode, DownloadOptions};
 use rdext::fetch::pull::{self, PullOptions};
 use rdext::merge::{self, MergeError, Options, PolicyChoice, Verdict};
@@ -52,14 +52,15 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     (
         "download",
-        "[--root DIR] [--cmdline FILE] [--config FILE]... [--debug]",
+        "[--root DIR] [--initrd-root DIR] [--cmdline FILE] [--config FILE]... [--debug]",
         "fetch missing extensions as systemd-sysupdate would (merge does\n\
          this first when downloads are on: rdext.download=missing|update|no,\n\
          default missing on first boot)",
     ),
     (
         "verify",
-        "[--confext] [--json] [--verity-dir DIR]... IMAGE...",
+        "[--confext] [--json] [--root DIR] [--initrd-root DIR] [--cmdline FILE] [--config FILE]... \
+         [--verity-dir DIR]... IMAGE...",
         "show an image's partitions, root hash, signer and the policy's\n\
          verdict (as a sysext; --confext to judge as one)",
     ),
@@ -74,8 +75,9 @@ const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "--initrd-root DIR",
-        "also take images from DIR/run/extensions and\n\
-         DIR/.extra/sysext (default: / in an initrd, else none)",
+        "judge as the initrd whose root is DIR: also take images\n\
+         from DIR/run/extensions and DIR/.extra/sysext, read its\n\
+         rdext.conf and verity.d (default: / in an initrd, else none)",
     ),
     (
         "--run-dir DIR",
@@ -100,13 +102,15 @@ const OPTIONS: &[(&str, &str)] = &[
     ("--always", "refresh even when nothing changed"),
     (
         "--config FILE",
-        "settings file, repeatable, earlier wins (default: /etc/rdext.conf\n\
-         in an initrd, then ROOT/etc/rdext.conf)",
+        "settings file, repeatable, earlier wins (default: the\n\
+         initrd's etc/rdext.conf, else ROOT/etc/rdext.conf; with an\n\
+         initrd root, ROOT/etc/rdext.conf may only tighten)",
     ),
     (
         "--verity-dir DIR",
         "trusted *.crt signing certificates, repeatable, earlier wins\n\
-         (default: the verity.d directories of the initrd, then of ROOT)",
+         (default: the initrd's verity.d directories and\n\
+         ROOT/usr/lib/verity.d, else ROOT's verity.d directories)",
     ),
     ("--confext", "judge the images as confext (verify)"),
     ("--json", "JSON output for list, status and verify"),
@@ -278,29 +282,16 @@ fn run(args: Args) -> Result<()> {
         .root
         .clone()
         .unwrap_or_else(|| if in_initrd { "/sysroot" } else { "/" }.into());
-    let config_files = if args.config.is_empty() {
-        let mut files = Vec::new();
-        if in_initrd {
-            files.push(PathBuf::from("/etc/rdext.conf"));
-        }
-        files.push(root.join("etc/rdext.conf"));
-        files
-    } else {
-        args.config.clone()
-    };
-    let settings = Settings::load(
-        cmdline,
-        &config_files
-            .iter()
-            .map(PathBuf::as_path)
-            .collect::<Vec<_>>(),
-    );
+    // With an initrd root, rdext judges as the initrd: its own files are
+    // trusted and the target root's writable ones may only tighten.
+    let initrd_root = args
+        .initrd_root
+        .clone()
+        .or_else(|| in_initrd.then(|| "/".into()));
+    let settings = load_settings(&args.config, &root, initrd_root.as_deref(), cmdline);
     let opts = Options {
         root: root.clone(),
-        initrd_root: args
-            .initrd_root
-            .clone()
-            .or_else(|| in_initrd.then(|| "/".into())),
+        initrd_root: initrd_root.clone(),
         classes: Class::ALL.to_vec(),
         strict: args.strict,
         run_dir: args.run_dir.clone().unwrap_or_else(|| "/run".into()),
@@ -315,20 +306,13 @@ fn run(args: Args) -> Result<()> {
         required: required_names(&settings),
         mutable: mutable_mode(args.mutable.as_deref(), &settings)?,
         cmdline: settings.cmdline().clone(),
-        policy: policy_choice(&settings),
+        policy: policy_choice(settings.first_of(&POLICY_KEYS)),
+        target_policy: settings
+            .target_first_of(&POLICY_KEYS)
+            .map(|found| policy_choice(Some(found))),
         verity_dirs: if args.verity_dirs.is_empty() {
-            let mut bases = Vec::new();
-            if in_initrd {
-                bases.push(PathBuf::from("/"));
-            }
-            bases.push(root.clone());
-            bases
-                .iter()
-                .flat_map(|base| {
-                    ["etc", "run", "usr/local/lib", "usr/lib"]
-                        .map(|d| base.join(d).join("verity.d"))
-                })
-                .collect()
+            let trust_root_etc = setting_flag(&settings, "trust_root_etc").unwrap_or(false);
+            verity_dirs(&root, initrd_root.as_deref(), trust_root_etc)
         } else {
             args.verity_dirs.clone()
         },
@@ -337,12 +321,8 @@ fn run(args: Args) -> Result<()> {
         "merge" => merge_command(opts, &settings, None),
         "refresh" => merge_command(opts, &settings, Some(args.always)),
         "download" => {
-            let mode = download_mode(&settings, &opts.root);
-            download::run(&download_options(
-                &opts,
-                &settings,
-                mode.max(DownloadMode::Missing),
-            ));
+            let mode = download_mode(&settings, &opts.root, DownloadMode::Missing);
+            download::run(&download_options(&opts, &settings, mode));
             run_pulls(&opts, &settings);
             Ok(())
         }
@@ -367,37 +347,89 @@ fn run(args: Args) -> Result<()> {
     }
 }
 
+/// The settings: the `--config` files (default: the initrd's
+/// `etc/rdext.conf` with an initrd root, else ROOT's), and with an initrd
+/// root also ROOT's `etc/rdext.conf` as the lesser layer that may only
+/// tighten.
+fn load_settings(
+    config: &[PathBuf],
+    root: &Path,
+    initrd_root: Option<&Path>,
+    cmdline: KernelCmdline,
+) -> Settings {
+    let own_file = initrd_root.unwrap_or(root).join("etc/rdext.conf");
+    let files = if config.is_empty() {
+        vec![own_file.as_path()]
+    } else {
+        config.iter().map(PathBuf::as_path).collect()
+    };
+    let settings = Settings::load(cmdline, &files);
+    match initrd_root {
+        Some(_) => settings.with_target(&root.join("etc/rdext.conf")),
+        None => settings,
+    }
+}
+
+/// Where trusted signing certificates are. After boot: the system's
+/// `verity.d` directories, as systemd reads them. With an initrd root:
+/// the initrd's, then only the target's `usr/lib/verity.d`, which ships
+/// with its (verity-protected) `/usr`; its writable `etc` only when the
+/// initrd or the command line opts in (`trust_root_etc`), its `run` and
+/// `usr/local` never.
+fn verity_dirs(root: &Path, initrd_root: Option<&Path>, trust_root_etc: bool) -> Vec<PathBuf> {
+    const SYSTEMD_DIRS: [&str; 4] = ["etc", "run", "usr/local/lib", "usr/lib"];
+    let under = |base: &Path, dirs: &[&str]| -> Vec<PathBuf> {
+        dirs.iter().map(|d| base.join(d).join("verity.d")).collect()
+    };
+    let Some(initrd_root) = initrd_root else {
+        return under(root, &SYSTEMD_DIRS);
+    };
+    let mut dirs = under(initrd_root, &SYSTEMD_DIRS);
+    if trust_root_etc {
+        dirs.extend(under(root, &["etc"]));
+    }
+    dirs.extend(under(root, &["usr/lib"]));
+    dirs
+}
+
+/// The settings that choose the image policy; the first source setting
+/// either decides, and there `image_policy` wins.
+const POLICY_KEYS: [&str; 2] = ["image_policy", "policy"];
+
 /// The image policy from `image_policy` (full grammar) or `policy` (one
 /// word). A value that does not parse refuses every image: guessing would
 /// mean a weaker policy than the one asked for.
-fn policy_choice(settings: &Settings) -> PolicyChoice {
-    if let Some(s) = settings.get("image_policy") {
-        return match ImagePolicy::parse(&s.value) {
-            Ok(p) => PolicyChoice::Explicit(p),
-            Err(e) => {
-                log::error!(
-                    "image_policy={} from {}: {e}; refusing all images",
-                    s.value,
-                    s.source
-                );
-                PolicyChoice::Explicit(ImagePolicy::deny())
-            }
-        };
+fn policy_choice(found: Option<(&str, Setting)>) -> PolicyChoice {
+    let Some((key, s)) = found else {
+        return PolicyChoice::Default;
+    };
+    let parsed = if key == "image_policy" {
+        ImagePolicy::parse(&s.value).map(PolicyChoice::Explicit)
+    } else {
+        policy::from_level(&s.value, true).map(|_| PolicyChoice::Level(s.value.clone()))
+    };
+    parsed.unwrap_or_else(|e| {
+        log::error!(
+            "{key}={} from {}: {e}; refusing all images",
+            s.value,
+            s.source
+        );
+        PolicyChoice::Explicit(ImagePolicy::deny())
+    })
+}
+
+/// A boolean setting; a malformed value is reported and ignored.
+fn setting_flag(settings: &Settings, key: &str) -> Option<bool> {
+    let s = settings.get(key)?;
+    let value = rdext::cmdline::parse_bool(&s.value);
+    if value.is_none() {
+        log::warn!(
+            "ignoring {key}={} from {}: not a boolean",
+            s.value,
+            s.source
+        );
     }
-    match settings.get("policy") {
-        Some(s) => match policy::from_level(&s.value, true) {
-            Ok(_) => PolicyChoice::Level(s.value),
-            Err(e) => {
-                log::error!(
-                    "policy={} from {}: {e}; refusing all images",
-                    s.value,
-                    s.source
-                );
-                PolicyChoice::Explicit(ImagePolicy::deny())
-            }
-        },
-        None => PolicyChoice::Default,
-    }
+    value
 }
 
 /// A boolean switch from the command line; a malformed value is reported
@@ -412,19 +444,28 @@ fn cmdline_flag(cmdline: &KernelCmdline, key: &str) -> Option<bool> {
     }
 }
 
-/// `download` from the settings, else missing on first boot and no later.
-fn download_mode(settings: &Settings, root: &Path) -> DownloadMode {
-    match settings.get("download") {
-        Some(s) => DownloadMode::parse(&s.value).unwrap_or_else(|| {
+/// `download` from the settings, else missing on first boot and no later;
+/// at least `least`; the target root's file may only lower it.
+fn download_mode(settings: &Settings, root: &Path, least: DownloadMode) -> DownloadMode {
+    let parse = |s: Setting| {
+        DownloadMode::parse(&s.value).unwrap_or_else(|| {
             log::error!(
                 "download={} from {} is not missing, update or no; not downloading",
                 s.value,
                 s.source
             );
             DownloadMode::No
-        }),
+        })
+    };
+    let mode = match settings.get("download") {
+        Some(s) => parse(s),
         None if download::first_boot(root, settings.cmdline()) => DownloadMode::Missing,
         None => DownloadMode::No,
+    };
+    let mode = mode.max(least);
+    match settings.target("download") {
+        Some(s) => mode.min(parse(s)),
+        None => mode,
     }
 }
 
@@ -538,7 +579,7 @@ fn merge_command(mut opts: Options, settings: &Settings, refresh: Option<bool>) 
         log::info!("disabled by rdext=0 on the kernel command line");
         return Ok(());
     }
-    let mode = download_mode(settings, &opts.root);
+    let mode = download_mode(settings, &opts.root, DownloadMode::No);
     if mode != DownloadMode::No {
         download::run(&download_options(&opts, settings, mode));
     }
@@ -557,10 +598,9 @@ fn merge_command(mut opts: Options, settings: &Settings, refresh: Option<bool>) 
     }
     // A bare `rdext.required` (or a true value): every extension is
     // required, so any image that does not merge stops the boot.
-    let require_all = settings
-        .get("required")
-        .and_then(|s| rdext::cmdline::parse_bool(&s.value))
-        .unwrap_or(false);
+    let require_all = required_settings(settings)
+        .iter()
+        .any(|s| rdext::cmdline::parse_bool(&s.value) == Some(true));
     opts.strict |= require_all;
     let result = match refresh {
         Some(always) => merge::refresh(&opts, always),
@@ -577,12 +617,28 @@ fn merge_command(mut opts: Options, settings: &Settings, refresh: Option<bool>) 
     }
 }
 
+/// `required` from the trusted sources and from the target root's file,
+/// which can add to it but not take away.
+fn required_settings(settings: &Settings) -> Vec<Setting> {
+    [settings.get("required"), settings.target("required")]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Names from `required`, unless it is a boolean (see `merge_command`).
 fn required_names(settings: &Settings) -> Vec<String> {
-    match settings.get("required") {
-        Some(s) if rdext::cmdline::parse_bool(&s.value).is_some() => Vec::new(),
-        _ => settings.list("required"),
+    let mut names = Vec::new();
+    for s in required_settings(settings) {
+        if rdext::cmdline::parse_bool(&s.value).is_none() {
+            for name in s.words() {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
     }
+    names
 }
 
 fn list_command(opts: &Options, json: bool) -> Result<()> {

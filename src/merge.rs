@@ -59,6 +59,9 @@ pub struct Options {
     pub required: Vec<String>,
     /// Which image policy applies.
     pub policy: PolicyChoice,
+    /// In the initrd, the target root's own choice: it can only make
+    /// `policy` stricter (the two are intersected).
+    pub target_policy: Option<PolicyChoice>,
     /// Directories with trusted `*.crt` signing certificates, first wins
     /// per file name.
     pub verity_dirs: Vec<PathBuf>,
@@ -92,11 +95,23 @@ pub enum PolicyChoice {
 }
 
 impl Options {
+    /// The policy for one candidate: the trusted choice, tightened by the
+    /// target's.
+    fn policy_for(&self, class: Class, candidate: &Candidate) -> ImagePolicy {
+        let policy = self.policy.resolve(class, candidate);
+        match &self.target_policy {
+            Some(target) => policy.intersect(&target.resolve(class, candidate)),
+            None => policy,
+        }
+    }
+}
+
+impl PolicyChoice {
     /// The policy for one candidate. A bad level refuses everything rather
     /// than silently falling back to a weaker default.
-    fn policy_for(&self, class: Class, candidate: &Candidate) -> ImagePolicy {
+    fn resolve(&self, class: Class, candidate: &Candidate) -> ImagePolicy {
         let sysext = class == Class::Sysext;
-        match &self.policy {
+        match self {
             PolicyChoice::Explicit(policy) => *policy,
             PolicyChoice::Level(level) => {
                 policy::from_level(level, sysext).unwrap_or_else(|_| ImagePolicy::deny())

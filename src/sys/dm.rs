@@ -185,6 +185,17 @@ pub struct Control {
     fd: OwnedFd,
 }
 
+/// The one target of a live table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DmTable {
+    /// e.g. "verity".
+    pub target_type: String,
+    /// Its length.
+    pub sectors: u64,
+    /// Its parameters as the kernel prints them.
+    pub params: String,
+}
+
 /// A live device-mapper device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DmDevice {
@@ -265,8 +276,9 @@ impl Control {
         }
     }
 
-    /// The device and its active table parameters, if `name` exists.
-    pub fn table(&self, name: &str) -> SysResult<Option<(DmDevice, String, String)>> {
+    /// The device and its active table, if `name` exists; a table of more
+    /// than one target is reported with an empty target type.
+    pub fn table(&self, name: &str) -> SysResult<Option<(DmDevice, DmTable)>> {
         let call = match Call::new(Command::TableStatus, name, DM_STATUS_TABLE_FLAG, 4096)
             .and_then(|c| c.run(&self.fd))
         {
@@ -275,18 +287,20 @@ impl Control {
             Err(e) => return Err(SysError::new("query", format!("dm device {name}"), e)),
         };
         let header = call.header();
+        let device = DmDevice { dev: header.dev };
         if header.target_count != 1 {
-            return Ok(Some((
-                DmDevice { dev: header.dev },
-                String::new(),
-                String::new(),
-            )));
+            return Ok(Some((device, DmTable::default())));
         }
         let bytes = call.bytes();
         let spec = &bytes[header.data_start as usize..];
-        let target_type = cstr(&spec[24..24 + DM_MAX_TYPE_NAME]);
-        let params = cstr(&spec[SPEC..]);
-        Ok(Some((DmDevice { dev: header.dev }, target_type, params)))
+        let mut length = [0u8; 8];
+        length.copy_from_slice(&spec[8..16]);
+        let table = DmTable {
+            target_type: cstr(&spec[24..24 + DM_MAX_TYPE_NAME]),
+            sectors: u64::from_ne_bytes(length),
+            params: cstr(&spec[SPEC..]),
+        };
+        Ok(Some((device, table)))
     }
 
     /// Remove `name`; `deferred` lets the kernel do it once the last user

@@ -156,8 +156,10 @@ impl PartitionPolicy {
     /// systemd's per-designator view: verity flags mean nothing where
     /// there is no verity, and hash/signature partitions are the
     /// protection themselves, so only their presence can be asked for.
+    /// Expects an extended value; an empty group stays empty (an
+    /// intersection may leave nothing allowed).
     fn normalized(self, d: Designator) -> Self {
-        let mut f = self.extended().0;
+        let mut f = self.0;
         if verity_source(d).is_some() {
             f &= !(Self::VERITY_ANY | Self::ENCRYPTED_ANY);
         } else if !matches!(d, Designator::Root | Designator::Usr) {
@@ -464,6 +466,33 @@ impl ImagePolicy {
             })
         });
         derived.unwrap_or_else(|| self.default.normalized(d))
+    }
+
+    /// The policy that accepts only what both accept: for each partition,
+    /// the flags both allow. A less trusted source can so tighten a policy
+    /// but never loosen it.
+    pub fn intersect(&self, other: &ImagePolicy) -> ImagePolicy {
+        let mut out = ImagePolicy {
+            rules: [None; 13],
+            default: PartitionPolicy(self.default.0 & other.default.0),
+        };
+        for (d, _) in Designator::NAMES {
+            let both = self.partition(d).0 & other.partition(d).0;
+            out.rules[d as usize] = Some(PartitionPolicy(both));
+        }
+        // Drop the rules that the default or a derivation already gives,
+        // for a readable canonical text.
+        for (d, _) in Designator::NAMES {
+            let mut without = out;
+            without.rules[d as usize] = None;
+            if Designator::NAMES
+                .iter()
+                .all(|(e, _)| without.partition(*e) == out.partition(*e))
+            {
+                out = without;
+            }
+        }
+        out
     }
 
     /// Judge one partition: `found` is `None` if the image lacks it, else
@@ -867,5 +896,37 @@ mod tests {
             e,
             "unknown policy level \"\" (expected signed, verity or any)"
         );
+    }
+
+    #[test]
+    fn intersection_only_tightens() {
+        let any = ImagePolicy::sysext_default();
+        let strict = ImagePolicy::sysext_strict();
+        let verity = from_level("verity", true).unwrap();
+        // Either order; the stricter side wins, the looser adds nothing.
+        assert_eq!(any.intersect(&strict), strict);
+        assert_eq!(strict.intersect(&any), strict);
+        assert_eq!(verity.intersect(&strict), strict);
+        assert_eq!(any.intersect(&verity), verity);
+        assert_eq!(parse("*").intersect(&any), any);
+        assert_eq!(any.intersect(&ImagePolicy::deny()).to_string(), "~");
+        // Nothing both allow is nothing, not "any".
+        let signed_only = parse("root=signed:usr=signed");
+        let unprotected = parse("root=unprotected:usr=unprotected");
+        let none = signed_only.intersect(&unprotected);
+        assert_eq!(
+            none.check(Designator::Root, Some(Protection::Unprotected)),
+            Err(PolicyViolation::Impossible(Designator::Root))
+        );
+        assert_eq!(
+            none.check(Designator::Root, Some(Protection::Signed)),
+            Err(PolicyViolation::Impossible(Designator::Root))
+        );
+        // GPT flags: both restrictions hold.
+        let ro = parse("root=signed+read-only-on");
+        let both = ro.intersect(&parse("root=signed+verity+growfs-off"));
+        assert_eq!(both.to_string(), "root=signed+read-only-on+growfs-off");
+        assert!(both.check_gpt_flags(Designator::Root, true, true).is_err());
+        assert!(both.check_gpt_flags(Designator::Root, true, false).is_ok());
     }
 }

@@ -53,6 +53,10 @@ pub enum VerityError {
     /// The kernel refused a step.
     #[error("{0}")]
     Sys(#[from] crate::sys::SysError),
+    /// A device of the name rdext would give this image exists with
+    /// another table.
+    #[error("dm-verity device {0} exists with a different table; not reusing it")]
+    ForeignDevice(String),
 }
 
 /// A byte range of a file.
@@ -396,17 +400,23 @@ fn open_verity(
     signature_key: Option<&str>,
 ) -> Result<DmDevice, VerityError> {
     let control = Control::open()?;
-    if let Some((device, target, params)) = control.table(dm_name)? {
-        // Same name means same root hash; the table must say so too.
-        if target == "verity" && params.split_whitespace().any(|w| w == root_hash) {
-            log::debug!("reusing dm-verity device {dm_name}");
-            return Ok(device);
-        }
-    }
     let key_opt = signature_key.map(|k| format!("root_hash_sig_key_desc {k}"));
     let opts: Vec<&str> = key_opt.iter().map(String::as_str).collect();
     let table = superblock.dm_table(&dev_name(data)?, &dev_name(hash)?, root_hash, 1, &opts);
     let sectors = superblock.data_blocks * u64::from(superblock.data_block_size) / 512;
+    if let Some((device, active)) = control.table(dm_name)? {
+        // Reused only if it is exactly what this image needs, the kernel's
+        // signature check included: a device made without it (or by
+        // someone else, with other options) must not vouch for this image.
+        if active.target_type == "verity"
+            && active.sectors == sectors
+            && same_verity_table(&active.params, &table)
+        {
+            log::debug!("reusing dm-verity device {dm_name}");
+            return Ok(device);
+        }
+        return Err(VerityError::ForeignDevice(dm_name.to_string()));
+    }
     let uuid = format!("RDEXT-VERITY-{root_hash}");
     Ok(control.create_read_only(
         dm_name,
@@ -417,10 +427,55 @@ fn open_verity(
     )?)
 }
 
+/// Whether an active verity table is `wanted` but for its data and hash
+/// devices (the 2nd and 3rd fields): other loop devices over the same root
+/// hash hold the same content, as dm-verity checks every block against it.
+fn same_verity_table(active: &str, wanted: &str) -> bool {
+    let fields = |table: &'_ str| -> Vec<String> {
+        table
+            .split_whitespace()
+            .enumerate()
+            .filter(|(i, _)| *i != 1 && *i != 2)
+            .map(|(_, w)| w.to_string())
+            .collect()
+    };
+    fields(active) == fields(wanted)
+}
+
 /// Once the file system is mounted, let the verity device go away with it.
 pub fn release_when_unmounted(dm_name: &str) {
     match Control::open().and_then(|c| c.remove(dm_name, true)) {
         Ok(()) => {}
         Err(e) => log::debug!("cannot schedule removal of {dm_name}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_verity_table;
+
+    #[test]
+    fn verity_table_reuse_needs_the_same_table_but_devices() {
+        let hash = "ab".repeat(32);
+        let table =
+            |devs: &str, opts: &str| format!("1 {devs} 4096 4096 100 1 sha256 {hash} 00ff{opts}");
+        let signed = format!(" 2 root_hash_sig_key_desc rdext:{hash}");
+        let wanted = table("7:1 7:2", "");
+        assert!(same_verity_table(&table("7:5 7:6", ""), &wanted));
+        let wanted_signed = table("7:1 7:2", &signed);
+        assert!(same_verity_table(
+            &table("7:5 7:6", &signed),
+            &wanted_signed
+        ));
+        // Without the kernel's signature check, or with it where none is
+        // asked for, or with other options: not the same.
+        assert!(!same_verity_table(&table("7:5 7:6", ""), &wanted_signed));
+        assert!(!same_verity_table(&table("7:5 7:6", &signed), &wanted));
+        assert!(!same_verity_table(
+            &table("7:5 7:6", " 1 ignore_corruption"),
+            &wanted
+        ));
+        let other_salt = wanted.replace(" 00ff", " -");
+        assert!(!same_verity_table(&other_salt, &wanted));
     }
 }

@@ -1,7 +1,9 @@
 # dm-verity scenarios, sourced by the fastboot /init (busybox sh) in
 # /payload. Each prints "RESULT name PASS|FAIL: detail"; run.sh checks them.
-# Images carry ID=_any; each scenario gets a fresh root with good.crt in
-# its etc/verity.d.
+# Images carry ID=_any; good.crt is trusted by the initrd (its
+# /etc/verity.d), and each scenario gets a fresh root.
+mkdir -p /etc/verity.d
+cp certs/good.crt /etc/verity.d/
 
 result() { echo "RESULT $1 $2${3:+: $3}"; }
 check() { # name condition-command detail
@@ -9,14 +11,18 @@ check() { # name condition-command detail
 }
 
 # fresh NAME POLICY IMAGE...: a root with the images, merged with the
-# policy; leaves $R, $R.err and $R.rc.
+# policy; leaves $R, $R.err and $R.rc. The certificates named in
+# $OS_CERTS go to the root's usr/lib/verity.d (shipped with its /usr),
+# those in $ETC_CERTS to its writable etc/verity.d and run/verity.d.
 fresh() {
     name=$1 policy=$2; shift 2
     R=/sysroot-$name
-    mkdir -p "$R/etc/verity.d" "$R/usr/bin" "$R/var/lib/extensions" "/run/$name"
+    mkdir -p "$R/etc/verity.d" "$R/run/verity.d" "$R/usr/lib/verity.d" "$R/usr/bin" \
+        "$R/var/lib/extensions" "/run/$name"
     echo 'ID=debian' >"$R/etc/os-release"
     echo base >"$R/usr/bin/base"
-    cp certs/good.crt ${EXTRA_CERT:+certs/$EXTRA_CERT.crt} "$R/etc/verity.d/"
+    for c in ${OS_CERTS:-}; do cp "certs/$c.crt" "$R/usr/lib/verity.d/"; done
+    for c in ${ETC_CERTS:-}; do cp "certs/$c.crt" "$R/etc/verity.d/" && cp "certs/$c.crt" "$R/run/verity.d/"; done
     for img in "$@"; do cp images/"$img".* "$R/var/lib/extensions/"; done
     echo "$(cat /proc/cmdline) $policy" >"/run/$name.cmdline"
     rdext merge --root "$R" --run-dir "/run/$name" --cmdline "/run/$name.cmdline" >"$R.out" 2>"$R.err"
@@ -87,8 +93,25 @@ check bad_signature_refused_by_default "skipped badsig 'signature check failed'"
 fresh untrusted rdext.policy=signed untrusted
 check untrusted_signer_refused "skipped untrusted 'not in verity.d; the kernel keyring refused it' && ! merged $R untrusted" \
     "$(grep -o 'untrusted.raw: .*' "$R.err")"
-EXTRA_CERT=expired fresh expired rdext.policy=signed expired
+OS_CERTS=expired fresh expired rdext.policy=signed expired
 check expired_signer_refused "skipped expired 'expired' && ! merged $R expired" "$(grep -o 'expired.raw: .*' "$R.err")"
+
+# Trust anchors: the root's writable etc/ and run/ verity.d do not count
+# in the initrd, its usr/lib/verity.d does, its etc/verity.d only when the
+# command line (or the initrd's rdext.conf) opts in.
+ETC_CERTS=other fresh planted_cert rdext.policy=signed untrusted signedsc
+check planted_root_cert_refused "skipped untrusted 'not in verity.d; the kernel keyring refused it' && ! merged $R untrusted" \
+    "$(grep -o 'untrusted.raw: .*' "$R.err")"
+check initrd_cert_merged "merged $R signedsc && grep -q 'hello from signedsc' $R/usr/share/signedsc/hello"
+unmerge "$R" planted_cert
+OS_CERTS=other fresh os_cert rdext.policy=signed untrusted
+check os_image_cert_merged "merged $R untrusted" "$(grep 'using' "$R.err" | sed 's/.*(//; s/)//')"
+unmerge "$R" os_cert
+dm_settle
+ETC_CERTS=other fresh etc_opt_in "rdext.policy=signed rdext.trust_root_etc=1" untrusted
+check etc_cert_opt_in_merged "merged $R untrusted" "$(grep 'using' "$R.err" | sed 's/.*(//; s/)//')"
+unmerge "$R" etc_opt_in
+dm_settle
 
 fresh flipped rdext.policy=signed flipped
 if merged "$R" flipped; then
