@@ -751,3 +751,46 @@ fn disk_full_removes_the_partial_file() {
     }
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A name the downloader did not create is never written through: a hard link or a symlink
+/// planted under the partial file's name, or a file of another owner there, is removed and the
+/// download starts afresh, leaving the file it pointed to untouched.
+#[test]
+fn planted_partial_files_are_removed_not_written_through() {
+    use std::os::unix::fs::{symlink, MetadataExt};
+    let data = payload(100_000);
+    let (server, dir) = setup(&data);
+    let url = server.url(&format!("/{NAME}"));
+    let outside = tempfile::tempdir().unwrap();
+    let precious = b"precious contents, not an image".repeat(100);
+    let victim = outside.path().join("victim");
+    let partial = dir.path().join(partial_name());
+    let plant: [(&str, &dyn Fn()); 3] = [
+        ("hard link", &|| fs::hard_link(&victim, &partial).unwrap()),
+        ("symlink", &|| symlink(&victim, &partial).unwrap()),
+        ("other owner", &|| {
+            fs::write(&partial, &data[..5_000]).unwrap();
+            std::os::unix::fs::chown(&partial, Some(65534), Some(65534)).unwrap();
+        }),
+    ];
+    for (what, plant) in plant {
+        fs::write(&victim, &precious).unwrap();
+        let mode = fs::metadata(&victim).unwrap().mode();
+        let _ = fs::remove_file(dir.path().join(NAME));
+        plant();
+        let result =
+            fetcher(config()).download(&url, dir.path(), NAME, &sha256(&data), 0o640, true);
+        assert!(
+            fs::read(&victim).unwrap() == precious,
+            "{what}: victim written"
+        );
+        let meta = fs::metadata(&victim).unwrap();
+        assert_eq!(meta.mode(), mode, "{what}");
+        assert_eq!(meta.nlink(), 1, "{what}");
+        let stats = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(!stats.resumed, "{what}");
+        assert_eq!(stats.received, 100_000, "{what}");
+        assert_eq!(fs::read(dir.path().join(NAME)).unwrap(), data, "{what}");
+        assert_eq!(listing(dir.path()), [NAME], "{what}");
+    }
+}

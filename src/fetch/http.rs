@@ -8,6 +8,11 @@
 //!   Only a file whose hash matches is fsynced, given its mode and renamed to its final name,
 //!   after which the directory is fsynced too (the order `systemd-sysupdate` uses). No failure
 //!   ever touches the final name.
+//! * Downloads never write through a name they did not create: a new partial file is created
+//!   fresh (`O_CREAT|O_EXCL`, no symlink followed), and a leftover one is resumed only if it is
+//!   a regular file with one link owned by rdext's own user (root); anything else under that
+//!   name (a hard link or symlink planted to make rdext overwrite another file) is removed,
+//!   never opened, with a warning.
 //! * A network failure keeps the partial file; the next attempt (in this call, or a later boot)
 //!   continues it with `Range: bytes=N-`. A local failure (disk full, I/O error) and a hash
 //!   mismatch delete it, because the bytes can no longer be trusted or they take space the boot
@@ -27,7 +32,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -355,17 +360,14 @@ impl Fetcher {
     /// One attempt: a request (two when the kept partial file turns out useless), then the body
     /// appended to the partial file. Returns the verified file.
     fn attempt(&self, job: &mut Job) -> Result<File, FetchError> {
-        let offset = match fs::symlink_metadata(&job.partial) {
-            Ok(meta) if meta.is_file() => meta.len(),
-            _ => 0,
-        };
+        let offset = job.kept_length();
         job.stats.requests += 1;
         let mut response = self.request_with(job.url, job.headers, offset)?;
         if offset > 0 {
             let restart = match response.status() {
                 StatusCode::RANGE_NOT_SATISFIABLE => {
                     // The kept file may already be the whole document.
-                    let mut file = job.open(false)?;
+                    let mut file = job.open_kept()?;
                     let digest = job.hash_prefix(&mut file, offset)?.finish();
                     if job.expected.is_some_and(|e| digest.as_ref() == e) {
                         job.stats.resumed = true;
@@ -389,11 +391,11 @@ impl Fetcher {
             StatusCode::OK => {
                 let total = response.body().content_length();
                 job.stats.resumed = false;
-                (job.open(true)?, Context::new(&SHA256), total)
+                (job.create()?, Context::new(&SHA256), total)
             }
             StatusCode::PARTIAL_CONTENT if offset > 0 => {
                 let total = content_range(&response).and_then(|(_, total)| total);
-                let mut file = job.open(false)?;
+                let mut file = job.open_kept()?;
                 let ctx = job.hash_prefix(&mut file, offset)?;
                 job.stats.resumed = true;
                 (file, ctx, total)
@@ -531,17 +533,53 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Opens the partial file without following a symlink planted under its name.
-    fn open(&self, truncate: bool) -> Result<File, FetchError> {
+    /// The length of a kept partial file to resume, or 0; whatever else is under its name is
+    /// removed without being opened.
+    fn kept_length(&self) -> u64 {
+        match fs::symlink_metadata(&self.partial) {
+            Ok(meta) if is_own_file(&meta) => meta.len(),
+            Ok(meta) => {
+                log::warn!(
+                    "{}: removing it without use: {}",
+                    self.partial.display(),
+                    not_own_file(&meta)
+                );
+                discard(&self.partial);
+                0
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Creates a new partial file; whatever was under its name goes first, so nothing planted
+    /// there is written through.
+    fn create(&self) -> Result<File, FetchError> {
+        discard(&self.partial);
         OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(truncate)
+            .create_new(true)
             .mode(0o600)
             .custom_flags(OFlags::NOFOLLOW.bits() as i32)
             .open(&self.partial)
-            .map_err(|e| self.local("open", e))
+            .map_err(|e| self.local("create", e))
+    }
+
+    /// Opens the kept partial file to resume it, checking on the open file that it is still
+    /// one [`kept_length`](Self::kept_length) accepted.
+    fn open_kept(&self) -> Result<File, FetchError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+            .open(&self.partial)
+            .map_err(|e| self.local("open", e))?;
+        let meta = file.metadata().map_err(|e| self.local("stat", e))?;
+        if !is_own_file(&meta) {
+            let reason = io::Error::other(not_own_file(&meta));
+            return Err(self.local("open", reason));
+        }
+        Ok(file)
     }
 
     /// Hashes the first `len` bytes of the partial file, leaving its position at `len`.
@@ -569,6 +607,23 @@ impl Job<'_> {
     fn local(&self, op: &'static str, source: io::Error) -> FetchError {
         discard(&self.partial);
         io_error(op, &self.partial, source)
+    }
+}
+
+/// Whether a kept partial file may be resumed: a regular file, no other name for it, made by
+/// this user (root in the initrd).
+fn is_own_file(meta: &fs::Metadata) -> bool {
+    meta.is_file() && meta.nlink() == 1 && meta.uid() == rustix::process::geteuid().as_raw()
+}
+
+/// Why [`is_own_file`] refuses it.
+fn not_own_file(meta: &fs::Metadata) -> String {
+    if !meta.is_file() {
+        "not a regular file".to_string()
+    } else if meta.nlink() != 1 {
+        format!("it has {} links", meta.nlink())
+    } else {
+        format!("owned by uid {}", meta.uid())
     }
 }
 
