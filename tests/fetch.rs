@@ -794,3 +794,56 @@ fn planted_partial_files_are_removed_not_written_through() {
         assert_eq!(listing(dir.path()), [NAME], "{what}");
     }
 }
+
+/// A redirect from HTTPS to plain HTTP is not followed, and not retried; HTTPS to HTTPS is.
+#[test]
+fn https_is_never_redirected_to_http() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = http_server::make_test_pki(pki_dir.path());
+    let tls = Server::start_tls(&pki.cert_pem, &pki.key_pem);
+    let data = payload(10_000);
+    let (plain, dir) = setup(&data);
+    tls.add_file(&format!("/{NAME}"), &data);
+    tls.redirect("/down", &plain.url(&format!("/{NAME}")));
+    tls.redirect("/same", &format!("/{NAME}"));
+    let f = fetcher(FetchConfig {
+        extra_ca_pem: Some(pki.ca_pem.clone()),
+        retries: 2,
+        ..config()
+    });
+    let err = f
+        .download(
+            &tls.url("/down"),
+            dir.path(),
+            NAME,
+            &sha256(&data),
+            0o644,
+            false,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::Http {
+                source: ureq::Error::RequireHttpsOnly(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(plain.requests().is_empty(), "{:?}", plain.requests());
+    assert_eq!(tls.requests().len(), 1, "not retried");
+    assert!(listing(dir.path()).is_empty());
+    assert_eq!(f.get_small(&tls.url("/down"), 100_000).ok(), None);
+    assert!(plain.requests().is_empty());
+    f.download(
+        &tls.url("/same"),
+        dir.path(),
+        NAME,
+        &sha256(&data),
+        0o644,
+        false,
+    )
+    .unwrap();
+    assert_eq!(fs::read(dir.path().join(NAME)).unwrap(), data);
+}

@@ -491,6 +491,13 @@ impl Fetcher {
         if offset > 0 {
             request = request.header(header::RANGE, format!("bytes={offset}-"));
         }
+        // What was asked for over HTTPS is never followed to plain HTTP.
+        if url
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https:"))
+        {
+            request = request.config().https_only(true).build();
+        }
         request.call().map_err(|source| FetchError::Http {
             url: url.to_string(),
             source,
