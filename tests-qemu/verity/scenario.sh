@@ -97,8 +97,8 @@ OS_CERTS=expired fresh expired rdext.policy=signed expired
 check expired_signer_refused "skipped expired 'expired' && ! merged $R expired" "$(grep -o 'expired.raw: .*' "$R.err")"
 
 # Trust anchors: the root's writable etc/ and run/ verity.d do not count
-# in the initrd, its usr/lib/verity.d does, its etc/verity.d only when the
-# command line (or the initrd's rdext.conf) opts in.
+# in the initrd, its usr/lib/verity.d does (the opt-in for etc/ is tested
+# on the host, tests/trust.rs).
 ETC_CERTS=other fresh planted_cert rdext.policy=signed untrusted signedsc
 check planted_root_cert_refused "skipped untrusted 'not in verity.d; the kernel keyring refused it' && ! merged $R untrusted" \
     "$(grep -o 'untrusted.raw: .*' "$R.err")"
@@ -107,10 +107,6 @@ unmerge "$R" planted_cert
 OS_CERTS=other fresh os_cert rdext.policy=signed untrusted
 check os_image_cert_merged "merged $R untrusted" "$(grep 'using' "$R.err" | sed 's/.*(//; s/)//')"
 unmerge "$R" os_cert
-dm_settle
-ETC_CERTS=other fresh etc_opt_in "rdext.policy=signed rdext.trust_root_etc=1" untrusted
-check etc_cert_opt_in_merged "merged $R untrusted" "$(grep 'using' "$R.err" | sed 's/.*(//; s/)//')"
-unmerge "$R" etc_opt_in
 dm_settle
 
 fresh flipped rdext.policy=signed flipped
