@@ -11,22 +11,13 @@ mod common;
 
 use std::process::Command;
 
-use common::{marked, Scratch, FITS};
-
-fn tool(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{marked, run_tool, Scratch, FITS};
 
 /// A self-signed signing certificate `certs/NAME.crt` (key `.key`) with
 /// the subject CN=NAME.
 fn cert(s: &Scratch, name: &str) {
     std::fs::create_dir_all(s.path("certs")).unwrap();
-    tool(Command::new("openssl").current_dir(s.dir.path()).args([
+    run_tool(Command::new("openssl").current_dir(s.dir.path()).args([
         "req",
         "-x509",
         "-newkey",
@@ -49,7 +40,7 @@ fn image(s: &Scratch, name: &str, signer: Option<&str>) {
     let tree = s.tree(name, FITS, &[(&format!("usr/share/{name}/hello"), "hi\n")]);
     s.squashfs(&tree, &format!("images/{name}.raw"));
     let img = |ext: &str| format!("images/{name}.{ext}");
-    tool(Command::new("veritysetup").current_dir(s.dir.path()).args([
+    run_tool(Command::new("veritysetup").current_dir(s.dir.path()).args([
         "format",
         &img("raw"),
         &img("verity"),
@@ -57,7 +48,7 @@ fn image(s: &Scratch, name: &str, signer: Option<&str>) {
         &img("roothash"),
     ]));
     if let Some(signer) = signer {
-        tool(Command::new("openssl").current_dir(s.dir.path()).args([
+        run_tool(Command::new("openssl").current_dir(s.dir.path()).args([
             "smime",
             "-sign",
             "-nocerts",
