@@ -2,7 +2,9 @@
 #
 #   make                     build the static musl binary
 #   make install DESTDIR=D   install D/usr/bin/rdext, D/usr/lib/dracut/modules.d/90rdext/,
-#                            the units (rdext-bless, rdext-refresh) and docs/examples
+#                            the units (rdext-bless, rdext-refresh), docs/examples and
+#                            the man pages under D/usr/share/man/
+#   make man                 the man pages from docs/*.md into target/man/ (lowdown)
 #   make check               what CI runs: fmt, clippy, cargo test, static-binary
 #                            check, QEMU boot tests (root; see docs/initrd.md)
 #   make test-qemu           QEMU boot tests only
@@ -17,6 +19,7 @@ BINDIR     ?= $(PREFIX)/bin
 DRACUTDIR  ?= $(PREFIX)/lib/dracut/modules.d
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DOCDIR     ?= $(PREFIX)/share/doc/rdext
+MANDIR     ?= $(PREFIX)/share/man
 DESTDIR    ?=
 DEFAULT_BIN := target/$(TARGET)/release/rdext
 BIN        ?= $(DEFAULT_BIN)
@@ -24,7 +27,10 @@ BIN        ?= $(DEFAULT_BIN)
 MODULE_NAME  := 90rdext
 MODULE_FILES := module-setup.sh rdext-merge.service rdext-generator rdext-pre-pivot.sh
 
-.PHONY: all build install uninstall check test-qemu demo clean FORCE
+# Man pages, generated from the reference pages in docs/ (the only source).
+MAN_PAGES := target/man/rdext.8 target/man/rdext-initrd.7 target/man/rdext-retraction.5
+
+.PHONY: all build man man-check install uninstall check test-qemu demo clean FORCE
 
 all: build
 
@@ -34,7 +40,25 @@ build: $(DEFAULT_BIN)
 $(DEFAULT_BIN): FORCE
 	$(CARGO) build --release --target $(TARGET)
 
-install: $(BIN)
+man: $(MAN_PAGES)
+
+target/man/rdext.8: docs/rdext.md
+target/man/rdext-initrd.7: docs/initrd.md
+target/man/rdext-retraction.5: docs/retraction.md
+$(MAN_PAGES): docs/md2man
+	@mkdir -p $(@D)
+	docs/md2man $(filter %.md,$^) $(@F) > $@.tmp
+	mv $@.tmp $@
+
+# Each page must render at 80 columns without a single warning from man/groff.
+man-check: $(MAN_PAGES)
+	@for page in $(MAN_PAGES); do \
+		out=$$(MANWIDTH=80 man --warnings -E UTF-8 -l $$page 2>&1 >/dev/null); \
+		[ -z "$$out" ] || { echo "$$page: $$out"; exit 1; }; \
+		echo "$$page: renders without warnings"; \
+	done
+
+install: $(BIN) $(MAN_PAGES)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/rdext
 	install -d -m 0755 $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)
 	install -m 0755 dracut-module/module-setup.sh dracut-module/rdext-generator \
@@ -45,18 +69,23 @@ install: $(BIN)
 	install -D -m 0644 systemd/examples/systemd-sysupdate.service.d/50-rdext-refresh.conf \
 		$(DESTDIR)$(DOCDIR)/examples/systemd-sysupdate.service.d/50-rdext-refresh.conf
 	install -D -m 0644 docs/rdext.md $(DESTDIR)$(DOCDIR)/rdext.md
+	for page in $(MAN_PAGES); do \
+		install -D -m 0644 $$page $(DESTDIR)$(MANDIR)/man$${page##*.}/$${page##*/}; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/rdext
 	rm -rf $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)
 	rm -f $(DESTDIR)$(UNITDIR)/rdext-bless.service $(DESTDIR)$(UNITDIR)/rdext-refresh.service
 	rm -rf $(DESTDIR)$(DOCDIR)
+	for page in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${page##*.}/$${page##*/}; done
 
 check: build
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 	file -L $(DEFAULT_BIN) | grep -Eq 'static(-pie)? linked'
+	$(MAKE) man-check
 	tests-qemu/verity/run.sh
 	tests-qemu/run
 
