@@ -658,7 +658,7 @@ fn merge_class(
     // The new overlays need the hierarchies as they are below the merge:
     // they are built in a private copy of the mount namespace where the
     // old merge is taken off, then put in place in the real one.
-    let decision = if merged.is_empty() {
+    let prepare_new = || {
         prepare(
             opts,
             class,
@@ -668,23 +668,16 @@ fn merge_class(
             old_origin.as_deref(),
             &identities,
         )
+    };
+    let decision = if merged.is_empty() {
+        prepare_new()
     } else {
         let namespace = PrivateNamespace::enter()
             .context("cannot make a private mount namespace to build the new merge in")?;
         let decision = merged
             .iter()
             .try_for_each(|(_, t)| overlay::uncover(class, t).map_err(anyhow::Error::from))
-            .and_then(|()| {
-                prepare(
-                    opts,
-                    class,
-                    host,
-                    action,
-                    old_state.as_ref(),
-                    old_origin.as_deref(),
-                    &identities,
-                )
-            });
+            .and_then(|()| prepare_new());
         namespace
             .leave()
             .context("cannot return to the original mount namespace")?;

@@ -4,20 +4,7 @@
 
 mod common;
 
-use common::{marked, Scratch, FITS};
-
-fn version(s: &Scratch, v: &str, file: &str) {
-    let t = s.tree(
-        &format!("tool-{v}"),
-        "",
-        &[("usr/bin/tool", &format!("{v}\n"))],
-    );
-    s.write(
-        &format!("src/tool-{v}/usr/lib/extension-release.d/extension-release.tool"),
-        FITS,
-    );
-    s.erofs(&t, &format!("root/var/lib/extensions/tool.raw.v/{file}"));
-}
+use common::{marked, Scratch};
 
 /// Merge, print the merged version and the entries, unmerge.
 const BOOT: &str = r#"
@@ -31,8 +18,8 @@ const BOOT: &str = r#"
 #[test]
 fn a_bad_version_is_tried_left_times_then_the_previous_one_merges() {
     let s = Scratch::new();
-    version(&s, "1", "tool_1.raw");
-    version(&s, "2", "tool_2+2.raw");
+    s.tool_version("1", "tool_1.raw");
+    s.tool_version("2", "tool_2+2.raw");
     let mut seen = Vec::new();
     for _ in 0..3 {
         // No bless between the boots: boot-complete.target was never reached.
@@ -69,8 +56,8 @@ fn a_bad_version_is_tried_left_times_then_the_previous_one_merges() {
 #[test]
 fn a_good_version_is_blessed_and_stays_picked() {
     let s = Scratch::new();
-    version(&s, "1", "tool_1.raw");
-    version(&s, "2", "tool_2+1.raw");
+    s.tool_version("1", "tool_1.raw");
+    s.tool_version("2", "tool_2+1.raw");
     // The booted system blesses while the merge's record is there (unmerge removes it).
     let run = s.in_namespace(&format!(
         "$RDEXT merge --root $ROOT --run-dir $RUN\n\

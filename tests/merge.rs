@@ -283,19 +283,7 @@ fn masking_versions_symlinks_and_precedence() {
     std::fs::create_dir_all(s.path("root/etc/extensions/masked")).unwrap();
     // A version directory: the newest usable version wins.
     for v in ["1.9", "1.10", "1.10~rc1"] {
-        let t = s.tree(
-            &format!("tool-{v}"),
-            "",
-            &[("usr/bin/tool", &format!("{v}\n"))],
-        );
-        s.write(
-            &format!("src/tool-{v}/usr/lib/extension-release.d/extension-release.tool"),
-            FITS,
-        );
-        s.erofs(
-            &t,
-            &format!("root/var/lib/extensions/tool.raw.v/tool_{v}.raw"),
-        );
+        s.tool_version(v, &format!("tool_{v}.raw"));
     }
     // The same name in two directories: /etc/extensions wins over /var/lib.
     let low = s.tree("dup-low", "", &[("usr/bin/dup", "var\n")]);

@@ -114,6 +114,21 @@ impl Scratch {
         (out.status.code().unwrap_or(-1), stderr)
     }
 
+    /// Version `v` of the extension `tool` (its `usr/bin/tool` says `v`) as
+    /// the erofs entry `file` of `root/var/lib/extensions/tool.raw.v/`.
+    pub fn tool_version(&self, v: &str, file: &str) {
+        let t = self.tree(
+            &format!("tool-{v}"),
+            "",
+            &[("usr/bin/tool", &format!("{v}\n"))],
+        );
+        self.write(
+            &format!("src/tool-{v}/usr/lib/extension-release.d/extension-release.tool"),
+            FITS,
+        );
+        self.erofs(&t, &format!("root/var/lib/extensions/tool.raw.v/{file}"));
+    }
+
     /// An extension tree in `src/NAME` with a release file and files.
     pub fn tree(&self, name: &str, release: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.path(&format!("src/{name}"));
