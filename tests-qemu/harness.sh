@@ -31,6 +31,7 @@ setup_work() {
 
 cleanup_work() {
     stop_http_server
+    stop_registry
     [ -n "$WORK" ] || return 0
     [ -d "$WORK/rootfs" ] && chroot_umount "$WORK/rootfs"
     if [ -n "${RDEXT_QEMU_KEEP:-}" ]; then
@@ -60,6 +61,8 @@ prepare_guest() {
     # are enabled, so the tests see whether they re-merge at boot.
     ln -sf /usr/lib/systemd/system/systemd-sysext.service "$root/etc/systemd/system/sysinit.target.wants/"
     ln -sf /usr/lib/systemd/system/systemd-confext.service "$root/etc/systemd/system/sysinit.target.wants/"
+    [ -f "$root/usr/lib/systemd/system/rdext-bless.service" ] || die "make install did not install rdext-bless.service"
+    ln -sf /usr/lib/systemd/system/rdext-bless.service "$root/etc/systemd/system/multi-user.target.wants/"
     log "guest rootfs prepared in $(( $(date +%s) - t0 )) s (kernel $KVER)"
 }
 
@@ -247,10 +250,119 @@ EOU
         die "gpg key generation failed"
     GNUPGHOME="$gh" gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
         --detach-sign --output "$srv/SHA256SUMS.gpg" "$srv/SHA256SUMS" || die "gpg signing failed"
+    # An image pulled with rdext.pull= over HTTP, next to its own signed SHA256SUMS.
+    dl_sysext "$WORK/srv/pull/rdext-pull.raw" rdext-pull 1
+    (cd "$WORK/srv/pull" && sha256sum -- *.raw >SHA256SUMS)
+    GNUPGHOME="$gh" gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+        --detach-sign --output "$WORK/srv/pull/SHA256SUMS.gpg" "$WORK/srv/pull/SHA256SUMS" || die "gpg signing failed"
     GNUPGHOME="$gh" gpg --batch --quiet --export >"$WORK/dl-pubring.gpg"
     gpgconf --homedir "$gh" --kill all 2>/dev/null || true
     rm -rf "$gh"
     [ -s "$WORK/dl-pubring.gpg" ] || die "no exported public key"
+}
+
+# dl_sysext OUT NAME VERSION [health]: a squashfs sysext NAME whose unit NAME.service records
+# VERSION in /run/NAME.ran at boot; with "health", also a unit required by
+# boot-complete.target that fails (a version whose boot is not good).
+dl_sysext() {
+    local out=$1 name=$2 v=$3 src="$WORK/ext-src/$2-$3" u
+    rm -rf "$src"
+    mkdir -p "$src/usr/lib/systemd/system/multi-user.target.wants" "$src/usr/lib/$name" "$(dirname "$out")"
+    echo "$v" >"$src/usr/lib/$name/version"
+    cat >"$src/usr/lib/systemd/system/$name.service" <<EOU
+[Unit]
+Description=rdext test: unit of the $name sysext
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'echo $v >/run/$name.ran; echo "RDEXT-DL $name.service $v ran" >/dev/console'
+EOU
+    ln -s "../$name.service" "$src/usr/lib/systemd/system/multi-user.target.wants/$name.service"
+    if [ "${4:-}" = health ]; then
+        u="$src/usr/lib/systemd/system"
+        mkdir -p "$u/boot-complete.target.requires"
+        cat >"$u/$name-health.service" <<EOU
+[Unit]
+Description=rdext test: health check of $name $v (fails)
+Before=boot-complete.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/false
+EOU
+        ln -s "../$name-health.service" "$u/boot-complete.target.requires/$name-health.service"
+    fi
+    release "$src/usr/lib/extension-release.d/extension-release.$name" ID=debian VERSION_ID=13
+    mksquashfs "$src" "$out" -all-root -noappend -quiet >/dev/null
+}
+
+# ---- OCI pulls: the real CNCF registry on 127.0.0.1, images pushed by oras ----
+REG_GUEST_PORT=5000
+REG_PID=""
+REG_PORT=""
+
+# start_registry: docker-registry with its storage in $WORK/registry (kept across restarts).
+start_registry() {
+    local i
+    REG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$WORK/registry/storage"
+    cat >"$WORK/registry/config.yml" <<EOC
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry/storage
+http:
+  addr: 127.0.0.1:$REG_PORT
+EOC
+    docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry.log" 2>&1 &
+    REG_PID=$!
+    for i in $(seq 100); do
+        curl -fs "http://127.0.0.1:$REG_PORT/v2/" >/dev/null && break
+        sleep 0.1
+    done
+    curl -fs "http://127.0.0.1:$REG_PORT/v2/" >/dev/null || die "registry did not start: $(cat "$WORK/registry.log")"
+    log "registry on 127.0.0.1:$REG_PORT (pid $REG_PID), guest URL oci+http://10.0.2.2:$REG_GUEST_PORT"
+}
+
+stop_registry() {
+    [ -n "$REG_PID" ] || return 0
+    kill "$REG_PID" 2>/dev/null || true
+    wait "$REG_PID" 2>/dev/null || true
+    REG_PID=""
+}
+
+# push_oci NAME: push $WORK/oci/NAME.raw as fleet/NAME:1 with oras; prints the manifest digest.
+push_oci() {
+    (cd "$WORK/oci" && "$ORAS" push --plain-http --artifact-type application/vnd.kairos.sysext.raw \
+        "127.0.0.1:$REG_PORT/fleet/$1:1" "$1.raw") | awk '/^Digest:/ { print $2 }'
+}
+
+# blob_file DIGEST: the registry's storage file of a blob.
+blob_file() {
+    local h=${1#sha256:}
+    echo "$WORK/registry/storage/docker/registry/v2/blobs/sha256/${h:0:2}/$h/data"
+}
+
+# build_oci_fixtures: three artifacts in the registry: rdext-oci (good), rdext-bad (its layer
+# blob corrupted in the storage: the registry serves bytes that are not the digest) and
+# rdext-gone (its layer blob deleted). Digests in $WORK/oci/NAME.digest.
+build_oci_fixtures() {
+    local n layer
+    ORAS=$("$TESTS_QEMU_DIR/get-oras.sh") || die "no oras"
+    mkdir -p "$WORK/oci"
+    start_registry
+    for n in rdext-oci rdext-bad rdext-gone; do
+        dl_sysext "$WORK/oci/$n.raw" "$n" 1
+        push_oci "$n" >"$WORK/oci/$n.digest"
+        [ -s "$WORK/oci/$n.digest" ] || die "oras push of $n gave no digest"
+    done
+    layer=$(jq -r '.layers[0].digest' "$(blob_file "$(cat "$WORK/oci/rdext-bad.digest")")")
+    printf 'corrupted' | dd of="$(blob_file "$layer")" bs=1 seek=100 conv=notrunc status=none
+    layer=$(jq -r '.layers[0].digest' "$(blob_file "$(cat "$WORK/oci/rdext-gone.digest")")")
+    rm -f "$(blob_file "$layer")"
 }
 
 # make_download_disk: $WORK/dl-disk.img, the rootfs as it is now (call
@@ -281,13 +393,20 @@ CurrentSymlink=/etc/extensions/$DL_NAME.raw
 EOT
     install -m 0644 "$WORK/dl-pubring.gpg" "$root/etc/systemd/import-pubring.gpg"
     : >"$root/etc/machine-id"
+    # Boot counting: rdext-bc's new version 2 (1 try) fails boot-complete.target,
+    # rdext-bg's new version 2 (3 tries) is good.
+    dl_sysext "$root/var/lib/extensions/rdext-bc.raw.v/rdext-bc_1.raw" rdext-bc 1
+    dl_sysext "$root/var/lib/extensions/rdext-bc.raw.v/rdext-bc_2+1.raw" rdext-bc 2 health
+    dl_sysext "$root/var/lib/extensions/rdext-bg.raw.v/rdext-bg_1.raw" rdext-bg 1
+    dl_sysext "$root/var/lib/extensions/rdext-bg.raw.v/rdext-bg_2+3.raw" rdext-bg 2
     # rdext-check: no unmerge/re-merge after boot (it would download again).
     : >"$root/etc/rdext-test/skip-remerge"
     rm -f "$WORK/dl-disk.img"
     mkfs.ext4 -q -F -L rdext-root -d "$root" "$WORK/dl-disk.img" 3G >/dev/null ||
         die "mkfs.ext4 failed"
     rm -rf "$root/etc/sysupdate.d" "$root/var/lib/extensions.d" "$root/etc/rdext-test" \
-           "$root/etc/systemd/import-pubring.gpg"
+           "$root/etc/systemd/import-pubring.gpg" "$root/var/lib/extensions/rdext-bc.raw.v" \
+           "$root/var/lib/extensions/rdext-bg.raw.v"
     echo "$saved_mid" >"$root/etc/machine-id"
     log "download disk built in $(( $(date +%s) - t0 )) s"
 }
@@ -324,7 +443,7 @@ dl_netdev() {
     local py
     py=$(command -v python3)
     [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-    echo "user,id=n0,restrict=on,host=10.0.2.254,dns=10.0.2.253,guestfwd=tcp:10.0.2.2:$DL_GUEST_PORT-cmd:$py $TESTS_QEMU_DIR/net/guestfwd.py ${HTTP_PORT:-9}"
+    echo "user,id=n0,restrict=on,host=10.0.2.254,dns=10.0.2.253,guestfwd=tcp:10.0.2.2:$DL_GUEST_PORT-cmd:$py $TESTS_QEMU_DIR/net/guestfwd.py ${HTTP_PORT:-9},guestfwd=tcp:10.0.2.2:$REG_GUEST_PORT-cmd:$py $TESTS_QEMU_DIR/net/guestfwd.py ${REG_PORT:-9}"
 }
 
 make_disk() {
