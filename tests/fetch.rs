@@ -716,10 +716,10 @@ fn unusable_ca_bundles_are_rejected_up_front() {
 /// Runs on a 64 KiB tmpfs in a mount namespace private to one thread (needs root).
 #[test]
 fn disk_full_removes_the_partial_file() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs");
-        return;
-    }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root to mount a small tmpfs"
+    );
     let data = payload(1_000_000);
     let (server, dir) = setup(&data);
     let url = server.url(&format!("/{NAME}"));

@@ -525,10 +525,29 @@ fn required_extensions() {
         rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.required) || rc=$?
         echo "all-rc: $rc"
         echo "all-merged: $($RDEXT status --json --root $ROOT | jq -c '[.[].extensions]')"
+        $RDEXT unmerge --root $ROOT --run-dir $RUN
         rm $ROOT/var/lib/extensions/broken.raw
         rc=0; $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo rdext.required=yes) || rc=$?
         echo "all-good-rc: $rc"
+        echo "all-good-merged: $($RDEXT status --json --root $ROOT | jq -c '[.[].extensions]')"
         "#,
+    );
+    // A bare rdext.required makes every extension required: the broken one
+    // keeps its whole class out and stops the boot; without it all merge.
+    assert_eq!(marked(&run.stdout, "all-rc: "), ["3"]);
+    assert_eq!(
+        marked(&run.stdout, "all-merged: "),
+        [r#"["none","none",["gamma"]]"#]
+    );
+    assert!(run.stderr.contains(
+        "rdext: error: required extension not merged: every extension (rdext.required): \
+         sysext: strict mode: not merging because of /var/lib/extensions/broken.raw; \
+         the boot cannot continue"
+    ));
+    assert_eq!(marked(&run.stdout, "all-good-rc: "), ["0"]);
+    assert_eq!(
+        marked(&run.stdout, "all-good-merged: "),
+        [r#"[["alpha","beta"],["alpha","beta"],["gamma"]]"#]
     );
     assert_eq!(marked(&run.stdout, "file-rc: "), ["3"]);
     assert!(run
