@@ -57,6 +57,22 @@ pub enum VerityError {
     /// another table.
     #[error("dm-verity device {0} exists with a different table; not reusing it")]
     ForeignDevice(String),
+    /// The hash tree is shorter than the data it covers needs.
+    #[error("truncated verity hash tree: {needs} bytes needed, {has} present")]
+    TruncatedHashTree {
+        /// Bytes the superblock's geometry needs.
+        needs: u64,
+        /// Bytes there are.
+        has: u64,
+    },
+    /// The hash tree's top block does not hash to the root hash.
+    #[error("root hash mismatch: the hash tree's top block hashes to {actual}, not {expected}")]
+    RootHashMismatch {
+        /// The root hash given.
+        expected: String,
+        /// What the tree hashes to.
+        actual: String,
+    },
 }
 
 /// A byte range of a file.
@@ -321,6 +337,7 @@ pub fn activate(
         .read_exact_at(&mut head, window.offset)
         .map_err(ddi::DdiError::Io)?;
     let superblock = ddi::parse_verity_superblock(&head)?;
+    check_hash_tree(&hash_file, window, &superblock, &root_hash)?;
     let hash = loopdev::attach_read_only(hash_file.as_fd(), &name, window)?;
     let dm_name = format!("rdext-{root_hash}");
     // The kernel checks the signature itself when verity.d could not, and
@@ -347,11 +364,13 @@ pub fn activate(
         key.as_deref(),
     )
     .map_err(|e| match (kernel_check, e) {
-        (Some((_, userspace)), VerityError::Sys(sys)) => VerityError::Signature(format!(
-            "{}the kernel keyring refused it: {}",
-            userspace.map(|u| format!("{u}; ")).unwrap_or_default(),
-            sys.errno
-        )),
+        (Some((_, userspace)), VerityError::Sys(sys)) if keyring_refusal(sys.errno) => {
+            VerityError::Signature(format!(
+                "{}the kernel keyring refused it: {}",
+                userspace.map(|u| format!("{u}; ")).unwrap_or_default(),
+                sys.errno
+            ))
+        }
         (_, e) => e,
     })?;
     Ok(Activated {
@@ -360,6 +379,109 @@ pub fn activate(
         loops: vec![data, hash],
         dm_name: Some(dm_name),
     })
+}
+
+/// Whether dm-verity's table load failed because the kernel's signature
+/// check said no (no trusted key, rejected, expired or unparsable
+/// signature), rather than for a device-mapper reason of its own.
+fn keyring_refusal(errno: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    [
+        Errno::NOKEY,
+        Errno::KEYREJECTED,
+        Errno::KEYEXPIRED,
+        Errno::KEYREVOKED,
+        Errno::BADMSG,
+        Errno::NOPKG,
+    ]
+    .contains(&errno)
+}
+
+/// The digest of `algorithm`, when rdext knows it.
+fn digest_algorithm(algorithm: &str) -> Option<&'static ring::digest::Algorithm> {
+    match algorithm {
+        "sha256" => Some(&ring::digest::SHA256),
+        "sha512" => Some(&ring::digest::SHA512),
+        "sha1" => Some(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+        _ => None,
+    }
+}
+
+/// The number of hash levels and the bytes of the hash device (superblock
+/// block included) that the tree for `superblock`'s data needs, as
+/// dm-verity lays it out. With 0 levels the root hash is the one data
+/// block's hash.
+pub fn hash_tree_geometry(superblock: &VeritySuperblock, digest_len: usize) -> Option<(u32, u64)> {
+    let per_block = u64::from(superblock.hash_block_size) / digest_len as u64;
+    // dm-verity: hashes per block rounded down to a power of two.
+    let bits = per_block.checked_ilog2().filter(|&b| b > 0)?;
+    let last = superblock.data_blocks.checked_sub(1)?;
+    let levels = (0..64_u32.div_ceil(bits))
+        .take_while(|l| last >> (bits * l) != 0)
+        .count() as u32;
+    let mut blocks = 1u64; // the superblock
+    for level in 0..levels {
+        let shift = bits * (level + 1);
+        let at_level = if shift >= 64 {
+            1
+        } else {
+            superblock.data_blocks.div_ceil(1 << shift)
+        };
+        blocks = blocks.checked_add(at_level)?;
+    }
+    Some((
+        levels,
+        blocks.checked_mul(u64::from(superblock.hash_block_size))?,
+    ))
+}
+
+/// Check, before the kernel sees it, that the hash tree is all there and
+/// that its top block hashes to the root hash: a wrong root hash is then
+/// refused as such rather than as an I/O error at mount.
+fn check_hash_tree(
+    hash_file: &File,
+    window: Window,
+    superblock: &VeritySuperblock,
+    root_hash_hex: &str,
+) -> Result<(), VerityError> {
+    let Some(algorithm) = digest_algorithm(&superblock.algorithm) else {
+        return Ok(());
+    };
+    let (levels, needs) = hash_tree_geometry(superblock, algorithm.output_len()).ok_or(
+        ddi::DdiError::BadVeritySuperblock("hash tree geometry out of range"),
+    )?;
+    let file_len = hash_file.metadata().map_err(ddi::DdiError::Io)?.len();
+    let has = match window.size {
+        0 => file_len.saturating_sub(window.offset),
+        size => size.min(file_len.saturating_sub(window.offset)),
+    };
+    if needs > has {
+        return Err(VerityError::TruncatedHashTree { needs, has });
+    }
+    if levels == 0 {
+        return Ok(());
+    }
+    let block_size = superblock.hash_block_size as usize;
+    let mut top = vec![0u8; block_size];
+    hash_file
+        .read_exact_at(&mut top, window.offset + block_size as u64)
+        .map_err(ddi::DdiError::Io)?;
+    let mut context = ring::digest::Context::new(algorithm);
+    if superblock.hash_type == 1 {
+        context.update(&superblock.salt);
+        context.update(&top);
+    } else {
+        context.update(&top);
+        context.update(&superblock.salt);
+    }
+    let actual = crate::hex(context.finish().as_ref());
+    if actual != root_hash_hex {
+        return Err(VerityError::RootHashMismatch {
+            expected: root_hash_hex.to_string(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 fn plain(data: LoopDevice) -> Activated {
@@ -452,7 +574,8 @@ pub fn release_when_unmounted(dm_name: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::same_verity_table;
+    use super::*;
+    use std::process::Command;
 
     #[test]
     fn verity_table_reuse_needs_the_same_table_but_devices() {
@@ -477,5 +600,95 @@ mod tests {
         ));
         let other_salt = wanted.replace(" 00ff", " -");
         assert!(!same_verity_table(&other_salt, &wanted));
+    }
+
+    /// A data file of `blocks` 4 KiB blocks and its hash tree made by the
+    /// real veritysetup; returns the directory, the hash file and the root hash.
+    fn veritysetup(blocks: u64) -> (tempfile::TempDir, PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let hash = dir.path().join("hash");
+        File::create(&data).unwrap().set_len(blocks * 4096).unwrap();
+        let out = Command::new("veritysetup")
+            .arg("format")
+            .args([&data, &hash])
+            .output()
+            .expect("veritysetup (cryptsetup-bin) is needed");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let root = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Root hash:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        (dir, hash, root)
+    }
+
+    fn superblock_of(hash: &Path) -> VeritySuperblock {
+        let bytes = std::fs::read(hash).unwrap();
+        ddi::parse_verity_superblock(&bytes[..ddi::VERITY_SUPERBLOCK_SIZE]).unwrap()
+    }
+
+    /// The tree size rdext expects is the size veritysetup writes, across
+    /// level boundaries (1, 128, 129, 16385 blocks of 128 hashes each).
+    #[test]
+    fn only_key_errors_count_as_keyring_refusals() {
+        use rustix::io::Errno;
+        assert!(keyring_refusal(Errno::KEYREJECTED));
+        assert!(keyring_refusal(Errno::NOKEY));
+        for errno in [Errno::INVAL, Errno::BUSY, Errno::NOMEM, Errno::NXIO] {
+            assert!(!keyring_refusal(errno), "{errno}");
+        }
+    }
+
+    #[test]
+    fn geometry_matches_veritysetup() {
+        for (blocks, levels) in [(1, 0), (128, 1), (129, 2), (16385, 3)] {
+            let (_dir, hash, _) = veritysetup(blocks);
+            let len = std::fs::metadata(&hash).unwrap().len();
+            assert_eq!(
+                hash_tree_geometry(&superblock_of(&hash), 32),
+                Some((levels, len)),
+                "{blocks} blocks"
+            );
+        }
+    }
+
+    #[test]
+    fn hash_tree_checked_for_length_and_root_hash() {
+        let (_dir, hash, root) = veritysetup(300);
+        let sb = superblock_of(&hash);
+        let file = File::open(&hash).unwrap();
+        check_hash_tree(&file, Window::default(), &sb, &root).unwrap();
+        let wrong = "a".repeat(64);
+        match check_hash_tree(&file, Window::default(), &sb, &wrong) {
+            Err(VerityError::RootHashMismatch { expected, actual }) => {
+                assert_eq!((expected, actual), (wrong, root.clone()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let len = file.metadata().unwrap().len();
+        let window = Window {
+            offset: 0,
+            size: len - 4096,
+        };
+        match check_hash_tree(&file, window, &sb, &root) {
+            Err(VerityError::TruncatedHashTree { needs, has }) => {
+                assert_eq!((needs, has), (len, len - 4096))
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&hash)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let file = File::open(&hash).unwrap();
+        assert!(matches!(
+            check_hash_tree(&file, Window::default(), &sb, &root),
+            Err(VerityError::TruncatedHashTree { .. })
+        ));
     }
 }
