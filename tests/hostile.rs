@@ -205,3 +205,62 @@ fn entries_passed_over_are_logged_with_why() {
         "a file name forged a log line"
     );
 }
+
+/// Faults around the merge itself: run twice, killed half-way, an image
+/// gone by the next run.
+#[test]
+fn merge_twice_killed_midway_and_image_removed() {
+    let s = Scratch::new();
+    for i in 0..24 {
+        let name = format!("ext{i:02}");
+        let tree = s.tree(&name, FITS, &[(&format!("usr/share/{name}"), "x\n")]);
+        s.squashfs(&tree, &format!("root/var/lib/extensions/{name}.raw"));
+    }
+    let run = s.in_namespace(
+        r#"
+        workspaces() { grep -c ' - tmpfs rdext ' /proc/self/mountinfo || true; }
+        merged() { $RDEXT status --json --root $ROOT | jq -c '.[0].extensions | length'; }
+        $RDEXT merge --root $ROOT --run-dir $RUN 2>/dev/null
+        mounts=$(wc -l < /proc/self/mountinfo)
+        rc=0; $RDEXT merge --root $ROOT --run-dir $RUN 2>twice.err || rc=$?
+        echo "twice-rc: $rc"; echo "twice-err: $(grep -m1 -o '/usr is already merged; run .rdext unmerge. first' twice.err)"
+        echo "twice-same: $([ "$mounts" = "$(wc -l < /proc/self/mountinfo)" ] && echo yes) $(merged)"
+        $RDEXT unmerge --root $ROOT --run-dir $RUN 2>/dev/null
+        for delay in 0.02 0.05 0.1 0.15 0.2 0.3; do
+            $RDEXT merge --root $ROOT --run-dir $RUN 2>/dev/null & pid=$!
+            sleep $delay; kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+            echo "left-after-kill: $(workspaces)"
+            $RDEXT unmerge --root $ROOT --run-dir $RUN 2>/dev/null
+            $RDEXT merge --root $ROOT --run-dir $RUN 2>>recover.err
+            echo "recovered: $(merged) $(workspaces) $(ls $RUN | grep -c '^rdext\.' || true)"
+            $RDEXT unmerge --root $ROOT --run-dir $RUN 2>/dev/null
+        done
+        echo "swept: $(grep -c 'removed the workspace .* of a run that died' recover.err || true)"
+        rm $ROOT/var/lib/extensions/ext05.raw
+        rc=0; $RDEXT merge --root $ROOT --run-dir $RUN 2>/dev/null || rc=$?
+        echo "removed: $rc $(merged) $($RDEXT status --json --root $ROOT | jq -c '.[0].extensions | index("ext05")')"
+        "#,
+    );
+    assert_eq!(run.status, 0);
+    assert_eq!(marked(&run.stdout, "twice-rc: "), ["1"]);
+    assert_eq!(
+        marked(&run.stdout, "twice-err: "),
+        ["/usr is already merged; run 'rdext unmerge' first"]
+    );
+    assert_eq!(marked(&run.stdout, "twice-same: "), ["yes 24"]);
+    // Every kill is followed by a complete merge with no workspace left
+    // over, and at least one kill caught a workspace that the next run
+    // swept.
+    assert_eq!(marked(&run.stdout, "recovered: "), ["24 0 0"; 6]);
+    let left: Vec<u32> = marked(&run.stdout, "left-after-kill: ")
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let swept: u32 = marked(&run.stdout, "swept: ")[0].parse().unwrap();
+    assert!(
+        left.iter().any(|&n| n > 0),
+        "no kill caught a workspace: {left:?}"
+    );
+    assert_eq!(swept, left.iter().sum::<u32>(), "{left:?}");
+    assert_eq!(marked(&run.stdout, "removed: "), ["0 23 null"]);
+}

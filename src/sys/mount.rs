@@ -117,6 +117,7 @@ impl Workspace {
     pub fn create(parent: &Path) -> SysResult<Self> {
         let path = parent.join(format!("rdext.{}", std::process::id()));
         std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, &e))?;
+        sweep_stale(parent);
         match std::fs::create_dir(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -133,6 +134,38 @@ impl Workspace {
     /// Where it is mounted.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Detach and remove the workspaces of rdext runs that died (SIGKILL, power
+/// cut of a long-lived /run) without cleaning up: their image mounts would
+/// otherwise hold loop and verity devices forever.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("rdext."))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let path = entry.path();
+        // Not a mount point (already detached) is fine: the directory goes.
+        let _ = detach(&path);
+        match std::fs::remove_dir(&path) {
+            Ok(()) => log::info!(
+                "removed the workspace {} of a run that died",
+                path.display()
+            ),
+            Err(e) => log::warn!("cannot remove stale workspace {}: {e}", path.display()),
+        }
     }
 }
 
