@@ -790,6 +790,11 @@ fn prepare(
                 report.display_entry(),
                 report.protection.as_deref().unwrap_or("unprotected")
             ),
+            Verdict::Ignored(reason) if reason == discover::NOT_RAW => log::debug!(
+                "ignoring {} {}: {reason}",
+                class.name(),
+                report.display_entry()
+            ),
             Verdict::Ignored(reason) => log::warn!(
                 "ignoring {} {}: {reason}",
                 class.name(),

@@ -79,6 +79,10 @@ pub enum Finding {
     },
 }
 
+/// Why a regular file that does not end in `.raw` is ignored: sidecars
+/// (`.roothash`, `.verity`, …) sit next to images, so this is no news.
+pub const NOT_RAW: &str = "not a .raw file";
+
 /// A tree to search and the directories in it.
 #[derive(Clone, Debug)]
 pub struct SearchRoot {
@@ -170,7 +174,7 @@ fn inspect_entry(
             SourceKind::RawFile => {
                 let stem = file_name
                     .strip_suffix(".raw")
-                    .ok_or_else(|| "not a .raw file".to_string())?;
+                    .ok_or_else(|| NOT_RAW.to_string())?;
                 image_name(class, stem)
             }
             SourceKind::Directory => image_name(class, &file_name),

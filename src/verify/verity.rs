@@ -337,7 +337,13 @@ pub fn activate(
         .read_exact_at(&mut head, window.offset)
         .map_err(ddi::DdiError::Io)?;
     let superblock = ddi::parse_verity_superblock(&head)?;
-    check_hash_tree(&hash_file, window, &superblock, &root_hash)?;
+    check_hash_tree(
+        (file, inspection.data.offset),
+        &hash_file,
+        window,
+        &superblock,
+        &root_hash,
+    )?;
     let hash = loopdev::attach_read_only(hash_file.as_fd(), &name, window)?;
     let dm_name = format!("rdext-{root_hash}");
     // The kernel checks the signature itself when verity.d could not, and
@@ -437,8 +443,10 @@ pub fn hash_tree_geometry(superblock: &VeritySuperblock, digest_len: usize) -> O
 
 /// Check, before the kernel sees it, that the hash tree is all there and
 /// that its top block hashes to the root hash: a wrong root hash is then
-/// refused as such rather than as an I/O error at mount.
+/// refused as such rather than as an I/O error at mount. `data` is the
+/// data file and where the data starts in it.
 fn check_hash_tree(
+    data: (&File, u64),
     hash_file: &File,
     window: Window,
     superblock: &VeritySuperblock,
@@ -458,13 +466,17 @@ fn check_hash_tree(
     if needs > has {
         return Err(VerityError::TruncatedHashTree { needs, has });
     }
-    if levels == 0 {
-        return Ok(());
-    }
-    let block_size = superblock.hash_block_size as usize;
-    let mut top = vec![0u8; block_size];
-    hash_file
-        .read_exact_at(&mut top, window.offset + block_size as u64)
+    // The top block is the first after the superblock, or with a single
+    // data block (no hash levels) that data block itself.
+    let (top_file, top_at, block_size) = if levels == 0 {
+        (data.0, data.1, superblock.data_block_size)
+    } else {
+        let size = superblock.hash_block_size;
+        (hash_file, window.offset + u64::from(size), size)
+    };
+    let mut top = vec![0u8; block_size as usize];
+    top_file
+        .read_exact_at(&mut top, top_at)
         .map_err(ddi::DdiError::Io)?;
     let mut context = ring::digest::Context::new(algorithm);
     if superblock.hash_type == 1 {
@@ -605,10 +617,16 @@ mod tests {
     /// A data file of `blocks` 4 KiB blocks and its hash tree made by the
     /// real veritysetup; returns the directory, the hash file and the root hash.
     fn veritysetup(blocks: u64) -> (tempfile::TempDir, PathBuf, String) {
+        veritysetup_with(blocks, |_| {})
+    }
+
+    fn veritysetup_with(blocks: u64, fill: impl Fn(&File)) -> (tempfile::TempDir, PathBuf, String) {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let hash = dir.path().join("hash");
-        File::create(&data).unwrap().set_len(blocks * 4096).unwrap();
+        let file = File::create(&data).unwrap();
+        file.set_len(blocks * 4096).unwrap();
+        fill(&file);
         let out = Command::new("veritysetup")
             .arg("format")
             .args([&data, &hash])
@@ -655,14 +673,33 @@ mod tests {
         }
     }
 
+    /// A single data block has no hash levels: the root hash is that
+    /// block's hash.
+    #[test]
+    fn single_block_root_hash_is_checked_against_the_data() {
+        let write = |f: &File| f.write_all_at(b"data", 100).unwrap();
+        let (dir, hash, root) = veritysetup_with(1, write);
+        let sb = superblock_of(&hash);
+        let data = File::open(dir.path().join("data")).unwrap();
+        let hash = File::open(&hash).unwrap();
+        check_hash_tree((&data, 0), &hash, Window::default(), &sb, &root).unwrap();
+        let wrong = "a".repeat(64);
+        assert!(matches!(
+            check_hash_tree((&data, 0), &hash, Window::default(), &sb, &wrong),
+            Err(VerityError::RootHashMismatch { .. })
+        ));
+    }
+
     #[test]
     fn hash_tree_checked_for_length_and_root_hash() {
-        let (_dir, hash, root) = veritysetup(300);
+        let (dir, hash, root) = veritysetup(300);
         let sb = superblock_of(&hash);
+        let data_file = File::open(dir.path().join("data")).unwrap();
+        let data = (&data_file, 0);
         let file = File::open(&hash).unwrap();
-        check_hash_tree(&file, Window::default(), &sb, &root).unwrap();
+        check_hash_tree(data, &file, Window::default(), &sb, &root).unwrap();
         let wrong = "a".repeat(64);
-        match check_hash_tree(&file, Window::default(), &sb, &wrong) {
+        match check_hash_tree(data, &file, Window::default(), &sb, &wrong) {
             Err(VerityError::RootHashMismatch { expected, actual }) => {
                 assert_eq!((expected, actual), (wrong, root.clone()));
             }
@@ -673,7 +710,7 @@ mod tests {
             offset: 0,
             size: len - 4096,
         };
-        match check_hash_tree(&file, window, &sb, &root) {
+        match check_hash_tree(data, &file, window, &sb, &root) {
             Err(VerityError::TruncatedHashTree { needs, has }) => {
                 assert_eq!((needs, has), (len, len - 4096))
             }
@@ -687,7 +724,7 @@ mod tests {
             .unwrap();
         let file = File::open(&hash).unwrap();
         assert!(matches!(
-            check_hash_tree(&file, Window::default(), &sb, &root),
+            check_hash_tree(data, &file, Window::default(), &sb, &root),
             Err(VerityError::TruncatedHashTree { .. })
         ));
     }
