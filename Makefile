@@ -9,6 +9,8 @@
 #                            check, QEMU boot tests (root; see docs/initrd.md)
 #   make test-qemu           QEMU boot tests only
 #   make demo                one demo boot showing the effects on the console
+#   make fuzz FUZZ_SECONDS=N every fuzz target for N seconds (default 15;
+#                            make check runs that too). See fuzz/run.sh.
 #
 # BIN=path installs a prebuilt binary instead of building one with cargo.
 
@@ -30,7 +32,9 @@ MODULE_FILES := module-setup.sh rdext-merge.service rdext-generator rdext-pre-pi
 # Man pages, generated from the reference pages in docs/ (the only source).
 MAN_PAGES := target/man/rdext.8 target/man/rdext-initrd.7 target/man/rdext-retraction.5
 
-.PHONY: all build man man-check install uninstall check test-qemu demo clean FORCE
+FUZZ_SECONDS ?= 15
+
+.PHONY: all build man man-check install uninstall check test-qemu demo fuzz clean FORCE
 
 all: build
 
@@ -86,6 +90,7 @@ check: build
 	$(CARGO) test
 	file -L $(DEFAULT_BIN) | grep -Eq 'static(-pie)? linked'
 	$(MAKE) man-check
+	fuzz/run.sh 15
 	tests-qemu/verity/run.sh
 	tests-qemu/run
 
@@ -94,6 +99,9 @@ test-qemu:
 
 demo:
 	tests-qemu/demo
+
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	$(CARGO) clean

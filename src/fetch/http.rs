@@ -793,7 +793,7 @@ fn install(
 
 /// The start offset and, unless it is `*`, the full length from a 206 response's
 /// `Content-Range: bytes A-B/N`.
-fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
     let start = range.split_once('-')?.0.trim().parse().ok()?;
     Some((start, total.trim().parse().ok()))

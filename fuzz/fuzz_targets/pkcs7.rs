@@ -1,0 +1,21 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+use rdext::verify::signature::{load_trusted, verify_root_hash, TrustedCert};
+
+// A root-hash signature (DER PKCS#7) checked against a real trusted
+// certificate: nothing but the real signature over the real hash passes.
+fuzz_target!(|data: &[u8]| {
+    static TRUSTED: OnceLock<Vec<TrustedCert>> = OnceLock::new();
+    let trusted = TRUSTED.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+        load_trusted(&[dir.into()]).0
+    });
+    let root_hash = include_str!("../certs/signed.roothash").trim();
+    let now = 1_800_000_000;
+    if verify_root_hash(data, root_hash, trusted, now).is_ok() {
+        assert_eq!(data, include_bytes!("../certs/signed.roothash.p7s"));
+    }
+    let _ = verify_root_hash(data, "00", &[], now);
+});
