@@ -223,7 +223,7 @@ fn merge_twice_killed_midway_and_image_removed() {
         $RDEXT merge --root $ROOT --run-dir $RUN 2>/dev/null
         mounts=$(wc -l < /proc/self/mountinfo)
         rc=0; $RDEXT merge --root $ROOT --run-dir $RUN 2>twice.err || rc=$?
-        echo "twice-rc: $rc"; echo "twice-err: $(grep -m1 -o '/usr is already merged; run .rdext unmerge. first' twice.err)"
+        echo "twice-rc: $rc"; echo "twice-err: $(grep -m1 -o '/usr is already merged' twice.err)"
         echo "twice-same: $([ "$mounts" = "$(wc -l < /proc/self/mountinfo)" ] && echo yes) $(merged)"
         $RDEXT unmerge --root $ROOT --run-dir $RUN 2>/dev/null
         for delay in 0.02 0.05 0.1 0.15 0.2 0.3; do
@@ -245,7 +245,7 @@ fn merge_twice_killed_midway_and_image_removed() {
     assert_eq!(marked(&run.stdout, "twice-rc: "), ["1"]);
     assert_eq!(
         marked(&run.stdout, "twice-err: "),
-        ["/usr is already merged; run 'rdext unmerge' first"]
+        ["/usr is already merged"]
     );
     assert_eq!(marked(&run.stdout, "twice-same: "), ["yes 24"]);
     // Every kill is followed by a complete merge with no workspace left
@@ -261,6 +261,8 @@ fn merge_twice_killed_midway_and_image_removed() {
         left.iter().any(|&n| n > 0),
         "no kill caught a workspace: {left:?}"
     );
-    assert_eq!(swept, left.iter().sum::<u32>(), "{left:?}");
+    // Every workspace left mounted was swept (and directories of runs
+    // killed before they mounted one).
+    assert!(swept >= left.iter().sum::<u32>(), "{swept} {left:?}");
     assert_eq!(marked(&run.stdout, "removed: "), ["0 23 null"]);
 }
