@@ -5,10 +5,14 @@
 #                            the units (rdext-bless, rdext-refresh), docs/examples and
 #                            the man pages under D/usr/share/man/
 #   make man                 the man pages from docs/*.md into target/man/ (lowdown)
+#   make install-mkosi DESTDIR=D
+#                            install D/usr/share/rdext/mkosi/rdext-initrd/, the
+#                            configuration that adds rdext to mkosi's default initrd
 #   make check               what CI runs: fmt, clippy, cargo test, static-binary
 #                            check, QEMU boot tests (root; see docs/initrd.md)
 #   make test-qemu           QEMU boot tests only
 #   make demo                one demo boot showing the effects on the console
+#   make demo-mkosi          the same for an image and initrd built by mkosi
 #   make fuzz FUZZ_SECONDS=N every fuzz target for N seconds (default 15;
 #                            make check runs that too). See fuzz/run.sh.
 #
@@ -22,6 +26,7 @@ DRACUTDIR  ?= $(PREFIX)/lib/dracut/modules.d
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DOCDIR     ?= $(PREFIX)/share/doc/rdext
 MANDIR     ?= $(PREFIX)/share/man
+MKOSIDIR   ?= $(PREFIX)/share/rdext/mkosi
 DESTDIR    ?=
 DEFAULT_BIN := target/$(TARGET)/release/rdext
 BIN        ?= $(DEFAULT_BIN)
@@ -34,7 +39,7 @@ MAN_PAGES := target/man/rdext.8 target/man/rdext-initrd.7 target/man/rdext-retra
 
 FUZZ_SECONDS ?= 15
 
-.PHONY: all build man man-check install uninstall check test-qemu demo fuzz clean FORCE
+.PHONY: all build man man-check install install-mkosi uninstall check test-qemu demo demo-mkosi fuzz clean FORCE
 
 all: build
 
@@ -77,12 +82,28 @@ install: $(BIN) $(MAN_PAGES)
 		install -D -m 0644 $$page $(DESTDIR)$(MANDIR)/man$${page##*.}/$${page##*/}; \
 	done
 
+# An Include=-able mkosi configuration for the default initrd: its mkosi.extra/
+# holds the binary, the dracut module's unit and generator, and the unit's
+# enablement (see mkosi/README.md).
+MKOSI_INITRD := $(DESTDIR)$(MKOSIDIR)/rdext-initrd
+install-mkosi: $(BIN)
+	install -D -m 0644 mkosi/rdext-initrd/mkosi.conf $(MKOSI_INITRD)/mkosi.conf
+	install -D -m 0755 $(BIN) $(MKOSI_INITRD)/mkosi.extra/usr/bin/rdext
+	install -D -m 0644 dracut-module/rdext-merge.service \
+		$(MKOSI_INITRD)/mkosi.extra/usr/lib/systemd/system/rdext-merge.service
+	install -D -m 0755 dracut-module/rdext-generator \
+		$(MKOSI_INITRD)/mkosi.extra/usr/lib/systemd/system-generators/rdext-generator
+	install -d -m 0755 $(MKOSI_INITRD)/mkosi.extra/usr/lib/systemd/system/initrd.target.wants
+	ln -sfn ../rdext-merge.service \
+		$(MKOSI_INITRD)/mkosi.extra/usr/lib/systemd/system/initrd.target.wants/rdext-merge.service
+
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/rdext
 	rm -rf $(DESTDIR)$(DRACUTDIR)/$(MODULE_NAME)
 	rm -f $(DESTDIR)$(UNITDIR)/rdext-bless.service $(DESTDIR)$(UNITDIR)/rdext-refresh.service
 	rm -rf $(DESTDIR)$(DOCDIR)
 	for page in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${page##*.}/$${page##*/}; done
+	rm -rf $(DESTDIR)$(MKOSIDIR)
 
 check: build
 	$(CARGO) fmt --check
@@ -93,12 +114,17 @@ check: build
 	fuzz/run.sh 15
 	tests-qemu/verity/run.sh
 	tests-qemu/run
+	tests-qemu/mkosi/run
 
 test-qemu:
 	tests-qemu/run
+	tests-qemu/mkosi/run
 
 demo:
 	tests-qemu/demo
+
+demo-mkosi:
+	tests-qemu/mkosi/run --demo
 
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
