@@ -35,9 +35,12 @@ exec 9>"$RDEXT_QEMU_CACHE/.mkosi-build.lock"
 flock 9
 if [ -e "$out/.complete" ]; then echo "$out"; exit 0; fi
 
+# Leftovers of interrupted builds (we hold the lock, so nobody builds them).
+for d in "$RDEXT_QEMU_CACHE"/mkosi-image-*.tmp; do
+    [ -d "$d" ] && rm -rf "$d"
+done
 root="$tools/rootfs"
 tmp="$out.tmp"
-rm -rf "$tmp"
 mkdir -p "$tmp/extensions" "$RDEXT_QEMU_CACHE/mkosi-packages"
 start=$(date +%s)
 mirror=$(debian_mirror)
