@@ -66,7 +66,7 @@ mkosi_cache_dir() {
 
 # Directory of the cached mkosi image build (tests-qemu/mkosi/build-image.sh):
 # keyed on the mkosi chroot's recipe, the build script, mkosi/ (the example
-# and rdext's initrd configuration), the unit and generator that
+# and rdext's initrd configuration, not its documentation), the unit and generator that
 # `make install-mkosi` installs (and how it installs them), and the guest's
 # result collector. Not on the rdext binary. Printed on stdout.
 mkosi_image_cache_dir() {
@@ -74,7 +74,7 @@ mkosi_image_cache_dir() {
     key=$( {
         cat "$TESTS_QEMU_DIR/mkosi/build-mkosi.sh" "$TESTS_QEMU_DIR/mkosi/build-image.sh"
         (cd "$REPO_DIR" && find mkosi -path mkosi/example/mkosi.output -prune -o \
-             \( -type f -o -type l \) ! -name mkosi.key ! -name mkosi.crt -print | LC_ALL=C sort |
+             \( -type f -o -type l \) ! -name mkosi.key ! -name mkosi.crt ! -name '*.md' -print | LC_ALL=C sort |
          while read -r f; do echo "$f"; if [ -L "$f" ]; then readlink "$f"; else cat "$f"; fi; done)
         cat "$REPO_DIR/dracut-module/rdext-merge.service" "$REPO_DIR/dracut-module/rdext-generator" \
             "$TESTS_QEMU_DIR/guest/rdext-check" "$TESTS_QEMU_DIR/guest/rdext-check.service"
