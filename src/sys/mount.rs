@@ -224,12 +224,16 @@ impl PrivateNamespace {
             ));
         }
         let ns = PrivateNamespace { original, cwd };
-        rustix::mount::mount_change(
+        let private = rustix::mount::mount_change(
             "/",
             rustix::mount::MountPropagationFlags::PRIVATE
                 | rustix::mount::MountPropagationFlags::REC,
-        )
-        .map_err(|e| SysError::new("make private", "/", e))?;
+        );
+        if let Err(e) = private {
+            // Never stay in a copy that still propagates to the original.
+            ns.leave()?;
+            return Err(SysError::new("make private", "/", e));
+        }
         Ok(ns)
     }
 
