@@ -54,6 +54,7 @@ prepare_guest() {
     [ -f "$root/usr/lib/dracut/modules.d/90rdext/module-setup.sh" ] || die "make install did not install the dracut module"
 
     install -D -m 0755 "$TESTS_QEMU_DIR/guest/rdext-check" "$root/usr/local/sbin/rdext-check"
+    install -D -m 0755 "$TESTS_QEMU_DIR/guest/rdext-refresh-check" "$root/usr/local/sbin/rdext-refresh-check"
     install -D -m 0644 "$TESTS_QEMU_DIR/guest/rdext-check.service" "$root/etc/systemd/system/rdext-check.service"
     mkdir -p "$root/etc/systemd/system/multi-user.target.wants" "$root/etc/systemd/system/sysinit.target.wants"
     ln -sf ../rdext-check.service "$root/etc/systemd/system/multi-user.target.wants/rdext-check.service"
