@@ -255,6 +255,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long the initrd waits for the device of a separate /var to appear.
+const VAR_DEVICE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Exit status telling the initrd integration to stop the boot.
 const REQUIRED_MISSING: u8 = 3;
 
@@ -578,6 +581,11 @@ fn merge_command(mut opts: Options, settings: &Settings, refresh: Option<bool>) 
     if cmdline_flag(cmdline, "rdext") == Some(false) {
         log::info!("disabled by rdext=0 on the kernel command line");
         return Ok(());
+    }
+    // In the initrd, a /var that only the booted system would mount is
+    // mounted now, for the download and the merge (and stays mounted).
+    if opts.initrd_root.is_some() {
+        rdext::mount::var::mount_split_var(&opts.root, VAR_DEVICE_WAIT);
     }
     let mode = download_mode(settings, &opts.root, DownloadMode::No);
     if mode != DownloadMode::No {

@@ -1,8 +1,11 @@
 #!/bin/bash
-# Build (once) and cache the Debian trixie test guest for the rdext QEMU tests.
+# Build (once) and cache a Debian test guest for the rdext QEMU tests.
 #
-# The cache directory is keyed on the sha256 of this file (the recipe), so any
-# change here builds a new guest. Output, in $RDEXT_QEMU_CACHE/guest-<key>/:
+# usage: build-guest.sh [SUITE]    SUITE: trixie (default) or sid
+#
+# The cache directory is keyed on the suite and the sha256 of this file (the
+# recipe), so any change here builds a new guest. Output, in
+# $RDEXT_QEMU_CACHE/guest-<suite>-<key>/:
 #   rootfs/          the guest's root file system (no initrd, no rdext)
 #   vmlinuz, kver    the kernel and its version
 #   kmod-ext/NAME/   extension payloads for the kernel-module scenario: a module
@@ -15,15 +18,25 @@ set -euo pipefail
 need_root
 
 # Recipe inputs (changing any line of this file changes the cache key).
-SUITE=trixie
+SUITE=${1:-trixie}
 INCLUDE=systemd,systemd-sysv,udev,kmod
 # dracut-network: network in the initrd (systemd-networkd module) for the
 # download scenarios.
 PACKAGES=(dracut dracut-network linux-image-amd64 erofs-utils squashfs-tools dbus iproute2)
+case $SUITE in
+    trixie) KVER_GLOB='6.12.*' ;;
+    # systemd 262, dracut 112, kernel 7.x. sid's minbase lacks e2fsprogs
+    # (fsck.ext4 for the /var disk) and util-linux's mount tools;
+    # systemd-cryptsetup holds systemd-veritysetup, which dracut's
+    # systemd-sysext module installs.
+    sid) KVER_GLOB='*'
+         PACKAGES+=(systemd-cryptsetup e2fsprogs util-linux) ;;
+    *) die "unknown suite '$SUITE' (trixie or sid)" ;;
+esac
 EXT_MODULES="dummy ifb"     # kernel modules moved out of the base into extensions
-RECIPE_VERSION=2
+RECIPE_VERSION=3
 
-out=$(guest_cache_dir)
+out=$(guest_cache_dir "$SUITE")
 if [ -e "$out/.complete" ]; then
     echo "$out"
     exit 0
@@ -46,7 +59,7 @@ root="$tmp/rootfs"
 trap 'chroot_umount "$root"' EXIT
 start=$(date +%s)
 mirror=$(debian_mirror)
-log "building guest (recipe v$RECIPE_VERSION) from $mirror into $tmp"
+log "building $SUITE guest (recipe v$RECIPE_VERSION) from $mirror into $tmp"
 
 debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$root" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
     { tail -n 30 "$tmp/debootstrap.log" >&2; die "debootstrap failed"; }
@@ -58,14 +71,17 @@ cat >"$root/usr/sbin/policy-rc.d" <<'EOS'
 exit 101
 EOS
 chmod 755 "$root/usr/sbin/policy-rc.d"
+# The mirror may serve a frozen snapshot whose Release files (sid's) have
+# expired; apt refuses them without this.
+echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/50rdext-snapshot"
 # dracut's kernel hook would build a host-only initrd in the chroot: not needed.
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -q update >"$tmp/apt.log" 2>&1
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends \
     "${PACKAGES[@]}" >>"$tmp/apt.log" 2>&1 || { tail -n 30 "$tmp/apt.log" >&2; die "apt-get install failed"; }
 log "packages installed after $(( $(date +%s) - start )) s"
 
-kver=$(find "$root/usr/lib/modules" -mindepth 1 -maxdepth 1 -name '6.12.*' -printf '%f\n' | sort -V | tail -n1)
-[ -n "$kver" ] || die "no 6.12 kernel installed"
+kver=$(find "$root/usr/lib/modules" -mindepth 1 -maxdepth 1 -name "$KVER_GLOB" -printf '%f\n' | sort -V | tail -n1)
+[ -n "$kver" ] || die "no kernel matching $KVER_GLOB installed"
 cp "$root/boot/vmlinuz-$kver" "$tmp/vmlinuz"
 echo "$kver" >"$tmp/kver"
 

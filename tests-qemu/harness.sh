@@ -7,6 +7,10 @@
 
 BOOT_TIMEOUT=${RDEXT_QEMU_BOOT_TIMEOUT:-420}     # hard limit per boot, seconds
 BASE_CMDLINE="console=ttyS0 root=/dev/vda rw panic=-1 systemd.show_status=auto"
+# The guest's Debian suite: trixie, or sid (systemd 262, dracut 112, kernel 7.x).
+SUITE=${RDEXT_QEMU_SUITE:-trixie}
+# The label of the separate /var disk (make_split_var_disks).
+VAR_LABEL=rdext-var
 WORK=""
 GUEST=""
 KVER=""
@@ -45,7 +49,7 @@ cleanup_work() {
 prepare_guest() {
     local bin=$1 root="$WORK/rootfs" t0
     t0=$(date +%s)
-    GUEST=$("$TESTS_QEMU_DIR/build-guest.sh") || die "guest build failed"
+    GUEST=$("$TESTS_QEMU_DIR/build-guest.sh" "$SUITE") || die "guest build failed"
     KVER=$(cat "$GUEST/kver")
     rm -rf "$root"
     cp -a "$GUEST/rootfs" "$root"
@@ -54,7 +58,11 @@ prepare_guest() {
     [ -f "$root/usr/lib/dracut/modules.d/90rdext/module-setup.sh" ] || die "make install did not install the dracut module"
 
     install -D -m 0755 "$TESTS_QEMU_DIR/guest/rdext-check" "$root/usr/local/sbin/rdext-check"
-    install -D -m 0755 "$TESTS_QEMU_DIR/guest/rdext-refresh-check" "$root/usr/local/sbin/rdext-refresh-check"
+    # The refresh and mutable-mode comparisons are judged on the trixie
+    # guest's main boot only; the sid boot checks the hand-over instead.
+    if [ "$SUITE" = trixie ]; then
+        install -D -m 0755 "$TESTS_QEMU_DIR/guest/rdext-refresh-check" "$root/usr/local/sbin/rdext-refresh-check"
+    fi
     install -D -m 0644 "$TESTS_QEMU_DIR/guest/rdext-check.service" "$root/etc/systemd/system/rdext-check.service"
     mkdir -p "$root/etc/systemd/system/multi-user.target.wants" "$root/etc/systemd/system/sysinit.target.wants"
     ln -sf ../rdext-check.service "$root/etc/systemd/system/multi-user.target.wants/rdext-check.service"
@@ -67,10 +75,12 @@ prepare_guest() {
     log "guest rootfs prepared in $(( $(date +%s) - t0 )) s (kernel $KVER)"
 }
 
-# build_initrds [systemd] [shell] [net]: $WORK/initrd-systemd.img (dracut
-# with systemd), $WORK/initrd-shell.img (dracut without systemd),
-# $WORK/initrd-net.img (with systemd and dracut's network module), built in
-# parallel with the guest's dracut in a chroot.
+# build_initrds [systemd] [shell] [net] [sysext]: $WORK/initrd-systemd.img
+# (dracut with systemd), $WORK/initrd-shell.img (dracut without systemd),
+# $WORK/initrd-net.img (with systemd and dracut's network module),
+# $WORK/initrd-sysext.img (with systemd and dracut's systemd-sysext module,
+# which brings systemd >= 261's own sysroot merge units), built in parallel
+# with the guest's dracut in a chroot.
 build_initrds() {
     local root="$WORK/rootfs" t0 kind pids=() kinds=("$@") rc=0 i
     [ ${#kinds[@]} -gt 0 ] || kinds=(systemd shell)
@@ -82,6 +92,7 @@ build_initrds() {
             shell) opts+=(--omit "systemd systemd-initrd dracut-systemd") ;;
             # dracut's "network" picks systemd-networkd in a systemd initrd.
             net) opts=(--add "rdext network") ;;
+            sysext) opts=(--add "rdext systemd-sysext") ;;
         esac
         chroot "$root" dracut --quiet --force --no-hostonly --kver "$KVER" \
             "${opts[@]}" "/tmp/initrd-$kind.img" >"$WORK/dracut-$kind.log" 2>&1 &
@@ -104,11 +115,15 @@ build_initrds() {
     for kind in "${kinds[@]}"; do
         grep -q ' usr/bin/rdext$' "$WORK/lsinitrd-$kind.txt" || die "$kind initrd lacks usr/bin/rdext"
         case $kind in
-            systemd|net)
+            systemd|net|sysext)
                 grep -q 'rdext-merge.service$' "$WORK/lsinitrd-$kind.txt" ||
                     die "systemd initrd lacks rdext-merge.service"
                 grep -q 'initrd.target.wants/rdext-merge.service' "$WORK/lsinitrd-$kind.txt" ||
                     die "$kind initrd does not enable rdext-merge.service"
+                if [ "$kind" = sysext ]; then
+                    grep -q 'systemd-sysext-sysroot.service$' "$WORK/lsinitrd-$kind.txt" ||
+                        die "sysext initrd lacks systemd-sysext-sysroot.service (systemd >= 261 guest?)"
+                fi
                 if [ "$kind" = net ]; then
                     grep -q 'usr/lib/systemd/systemd-networkd$' "$WORK/lsinitrd-$kind.txt" ||
                         die "net initrd lacks systemd-networkd (is dracut-network in the guest?)"
@@ -456,9 +471,31 @@ make_disk() {
     log "disk image built in $(( $(date +%s) - t0 )) s"
 }
 
+# make_split_var_disks: $WORK/root-novar.img and $WORK/var.img, the rootfs
+# with /var on a disk of its own (ext4, label $VAR_LABEL), mounted by an
+# ordinary line of the root's fstab (not x-initrd.mount), fsck pass 2.
+make_split_var_disks() {
+    local root="$WORK/rootfs" t0 rc=0
+    t0=$(date +%s)
+    rm -f "$WORK/root-novar.img" "$WORK/var.img"
+    mv "$root/var" "$WORK/var-tree"
+    mkdir -m 0755 "$root/var"
+    cp "$root/etc/fstab" "$WORK/fstab.saved"
+    printf 'LABEL=%s /var ext4 defaults 0 2\n' "$VAR_LABEL" >>"$root/etc/fstab"
+    mkfs.ext4 -q -F -L rdext-root -d "$root" "$WORK/root-novar.img" 3G >/dev/null || rc=1
+    mkfs.ext4 -q -F -L "$VAR_LABEL" -d "$WORK/var-tree" "$WORK/var.img" 1G >/dev/null || rc=1
+    rmdir "$root/var"
+    mv "$WORK/var-tree" "$root/var"
+    mv "$WORK/fstab.saved" "$root/etc/fstab"
+    [ "$rc" = 0 ] || die "mkfs.ext4 failed"
+    log "root and /var disks built in $(( $(date +%s) - t0 )) s"
+}
+
 # boot_vm NAME INITRD EXTRA_CMDLINE DISK [NETDEV] [tee]: one QEMU run on DISK
 # (booted in place) under the hard time limit $BOOT_LIMIT (default
 # $BOOT_TIMEOUT). NETDEV: the -netdev value of a virtio NIC, none if empty.
+# With BOOT_VAR_DISK set, that disk is the second virtio disk (/var) and
+# holds the results file.
 # Leaves $WORK/NAME.serial.log, NAME.seconds and NAME.results (the guest's
 # results file, empty if there is none); sets BOOT_RC to QEMU's exit status
 # (124/137: timed out).
@@ -467,6 +504,7 @@ boot_vm() {
     local qemu=(qemu-system-x86_64 -accel tcg -smp 2 -m 1536 -nodefaults -display none -serial stdio
                 -no-reboot -kernel "$GUEST/vmlinuz" -initrd "$initrd"
                 -drive "file=$disk,format=raw,if=virtio" -append "$BASE_CMDLINE $extra")
+    [ -n "${BOOT_VAR_DISK:-}" ] && qemu+=(-drive "file=$BOOT_VAR_DISK,format=raw,if=virtio")
     [ -n "$net" ] && qemu+=(-netdev "$net" -device "virtio-net-pci,netdev=n0")
     rm -f "$WORK/$name.results"
     log "boot '$name': $(basename "$initrd") ${extra:+($extra) }time limit ${limit}s"
@@ -482,7 +520,11 @@ boot_vm() {
     set -e
     t1=$(date +%s)
     echo "$(( t1 - t0 ))" >"$WORK/$name.seconds"
-    debugfs -R "cat /var/lib/rdext-test/results.txt" "$disk" >"$WORK/$name.results" 2>/dev/null || true
+    if [ -n "${BOOT_VAR_DISK:-}" ]; then
+        debugfs -R "cat /lib/rdext-test/results.txt" "$BOOT_VAR_DISK" >"$WORK/$name.results" 2>/dev/null || true
+    else
+        debugfs -R "cat /var/lib/rdext-test/results.txt" "$disk" >"$WORK/$name.results" 2>/dev/null || true
+    fi
 }
 
 # boot NAME INITRD EXTRA_CMDLINE [tee]: boots a copy of disk.img (or, with

@@ -28,12 +28,12 @@ debian_mirror() {
     if [ -n "$uri" ]; then echo "${uri%/}"; else echo "http://deb.debian.org/debian"; fi
 }
 
-# Directory of the cached guest for the current recipe (build-guest.sh and
-# the files it reads). Printed on stdout.
+# guest_cache_dir [SUITE]: directory of the cached guest of SUITE (default
+# trixie) for the current recipe (build-guest.sh). Printed on stdout.
 guest_cache_dir() {
     local key
     key=$(sha256sum <"$TESTS_QEMU_DIR/build-guest.sh" | cut -c1-16)
-    echo "$RDEXT_QEMU_CACHE/guest-$key"
+    echo "$RDEXT_QEMU_CACHE/guest-${1:-trixie}-$key"
 }
 
 # Mount /proc, /sys, /dev into a chroot; undone by chroot_umount.

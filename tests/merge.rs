@@ -609,3 +609,42 @@ fn policy_levels_judge_unprotected_images() {
         .any(|e| e.contains("/var/lib/extensions/plaindir:")));
     assert_eq!(marked(&run.stdout, "sigend-err: ").len(), 1);
 }
+
+/// A /var of its own, named by the root's fstab and not mounted: in an
+/// initrd rdext mounts it as the line says and its images merge; it stays
+/// mounted, as an `x-initrd.mount` line would.
+#[test]
+fn separate_var_from_fstab_is_mounted_and_its_images_merge() {
+    let s = Scratch::new();
+    let t = s.tree("onvar", FITS, &[("usr/bin/onvar", "x\n")]);
+    s.squashfs(&t, "vartree/lib/extensions/onvar.raw");
+    let c = s.tree("confvar", FITS, &[("etc/confvar.conf", "confvar\n")]);
+    s.erofs(&c, "vartree/lib/confexts/confvar.raw");
+    let run = s.in_namespace(
+        r#"
+        mkfs.ext4 -q -F -L rdext-test-var -d vartree var.img 32M
+        dev=$(losetup --show -f var.img)
+        trap 'losetup -d $dev' EXIT
+        mkdir -p $ROOT/var initrd
+        echo "LABEL=other /srv ext4 defaults 0 0" >$ROOT/etc/fstab
+        echo "$dev /var ext4 rw,nosuid,x-systemd.device-timeout=5 0 0" >>$ROOT/etc/fstab
+        $RDEXT merge --root $ROOT --initrd-root $PWD/initrd --run-dir $RUN
+        echo "files: $(ls $ROOT/usr/bin | tr '\n' ' ')"
+        echo "conf: $(cat $ROOT/etc/confvar.conf)"
+        echo "var: $(findmnt -n -o SOURCE,FSTYPE,OPTIONS $ROOT/var | tr -s " ")"
+        "#,
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(marked(&run.stdout, "files: "), ["base-tool onvar "]);
+    assert_eq!(marked(&run.stdout, "conf: "), ["confvar"]);
+    let var = marked(&run.stdout, "var: ");
+    assert!(
+        var.len() == 1 && var[0].starts_with("/dev/loop") && var[0].contains(" ext4 rw,nosuid"),
+        "{var:?}"
+    );
+    assert!(
+        run.stderr.contains("rdext: mounted /var (/dev/loop"),
+        "{}",
+        run.stderr
+    );
+}

@@ -3,5 +3,6 @@
 
 pub mod counting;
 pub mod discover;
+pub mod fstab;
 pub mod release;
 pub mod version;

@@ -4,3 +4,4 @@
 pub mod modules;
 pub mod origin;
 pub mod overlay;
+pub mod var;

@@ -265,3 +265,24 @@ pub fn bind_read_only_onto_itself(path: &Path) -> SysResult<()> {
     )
     .map_err(|e| SysError::new("remount read-only", path.display(), e))
 }
+
+/// Mount the block device `device` at `target` with mount(2), as mount(8)
+/// does for an fstab line: generic `flags` and the file system's own
+/// `data` options.
+pub fn mount_device(
+    device: &Path,
+    target: &Path,
+    fstype: &str,
+    flags: rustix::mount::MountFlags,
+    data: &str,
+) -> SysResult<()> {
+    let data = std::ffi::CString::new(data)
+        .map_err(|_| SysError::new("mount", device.display(), Errno::INVAL))?;
+    rustix::mount::mount(device, target, fstype, flags, data.as_c_str()).map_err(|e| {
+        SysError::new(
+            "mount",
+            format!("{} on {}", device.display(), target.display()),
+            e,
+        )
+    })
+}
