@@ -70,7 +70,9 @@ pub fn mount_split_var(root: &Path, device_wait: Duration) -> Option<PathBuf> {
     let flags = generic
         .iter()
         .fold(MountFlags::empty(), |f, g| f | mount_flag(*g));
-    if let Err(e) = mount_device(&device, &target, &entry.fstype, flags, &data) {
+    // The device node itself, not the udev link, as mount(8) names it.
+    let node = std::fs::canonicalize(&device).unwrap_or_else(|_| device.clone());
+    if let Err(e) = mount_device(&node, &target, &entry.fstype, flags, &data) {
         log::warn!("separate /var: {e}; images on it are not merged");
         return None;
     }
