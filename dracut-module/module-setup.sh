@@ -20,8 +20,35 @@ installkernel() {
     hostonly='' instmods loop overlay squashfs erofs dm-mod dm-verity
 }
 
+# The rdext binary for this initrd: the merge-only build (no downloads, no
+# TLS; about a third of the size) unless the initrd can download, that is
+# when it has a network module. rdext_download="yes"|"no" in dracut's
+# configuration decides instead.
+rdext_binary() {
+    local merge_only m
+    merge_only=$(command -v rdext-merge-only) || { command -v rdext; return; }
+    case ${rdext_download:-} in
+        yes) command -v rdext; return ;;
+        no) echo "$merge_only"; return ;;
+    esac
+    for m in network network-legacy network-manager systemd-networkd connman; do
+        if dracut_module_included "$m"; then
+            command -v rdext
+            return
+        fi
+    done
+    echo "$merge_only"
+}
+
 install() {
-    inst_binary "$(command -v rdext)" /usr/bin/rdext
+    local bin
+    bin=$(rdext_binary)
+    inst_binary "$bin" /usr/bin/rdext
+    # HTTPS trust for downloads when the target root has no CA bundle (rdext
+    # has no built-in root store).
+    if [ "$bin" = "$(command -v rdext)" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+        inst_simple /etc/ssl/certs/ca-certificates.crt
+    fi
     # rdext (like systemd) knows it runs in an initrd by /etc/initrd-release.
     # dracut adds that link only with systemd; a shell initrd has only
     # /usr/lib/initrd-release (written later by the base module).

@@ -13,6 +13,7 @@ pub mod envfile;
 pub mod logger;
 pub mod sys;
 
+#[cfg(feature = "download")]
 pub mod fetch;
 pub mod find;
 pub mod mount;

@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use rdext::class::Class;
 use rdext::cmdline::KernelCmdline;
 use rdext::config::{Setting, Settings};
+#[cfg(feature = "download")]
 use rdext::fetch::download::{self, DownloadMode, DownloadOptions};
+#[cfg(feature = "download")]
 use rdext::fetch::pull::{self, PullOptions};
 use rdext::merge::{self, MergeError, Options, PolicyChoice, Verdict};
 use rdext::mount::overlay::Mutable;
@@ -258,6 +260,10 @@ fn main() -> ExitCode {
 /// How long the initrd waits for the device of a separate /var to appear.
 const VAR_DEVICE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Why a merge-only build (`--no-default-features`) does not download.
+#[cfg(not(feature = "download"))]
+const NO_DOWNLOADS: &str = "downloads are not built into this rdext (merge-only build)";
+
 /// Exit status telling the initrd integration to stop the boot.
 const REQUIRED_MISSING: u8 = 3;
 
@@ -323,12 +329,15 @@ fn run(args: Args) -> Result<()> {
     match args.command.as_str() {
         "merge" => merge_command(opts, &settings, None),
         "refresh" => merge_command(opts, &settings, Some(args.always)),
+        #[cfg(feature = "download")]
         "download" => {
             let mode = download_mode(&settings, &opts.root, DownloadMode::Missing);
             download::run(&download_options(&opts, &settings, mode));
             run_pulls(&opts, &settings);
             Ok(())
         }
+        #[cfg(not(feature = "download"))]
+        "download" => bail!("{NO_DOWNLOADS}"),
         "list" => list_command(&opts, args.json),
         "verify" => verify_command(&opts, &args),
         "status" => status_command(&opts, args.json),
@@ -449,6 +458,7 @@ fn cmdline_flag(cmdline: &KernelCmdline, key: &str) -> Option<bool> {
 
 /// `download` from the settings, else missing on first boot and no later;
 /// at least `least`; the target root's file may only lower it.
+#[cfg(feature = "download")]
 fn download_mode(settings: &Settings, root: &Path, least: DownloadMode) -> DownloadMode {
     let parse = |s: Setting| {
         DownloadMode::parse(&s.value).unwrap_or_else(|| {
@@ -472,6 +482,7 @@ fn download_mode(settings: &Settings, root: &Path, least: DownloadMode) -> Downl
     }
 }
 
+#[cfg(feature = "download")]
 fn download_options(opts: &Options, settings: &Settings, mode: DownloadMode) -> DownloadOptions {
     DownloadOptions {
         root: opts.root.clone(),
@@ -485,8 +496,19 @@ fn download_options(opts: &Options, settings: &Settings, mode: DownloadMode) -> 
     }
 }
 
+/// A merge-only build cannot pull: say so once when pulls are asked for.
+#[cfg(not(feature = "download"))]
+fn run_pulls(_opts: &Options, settings: &Settings) {
+    if !settings.cmdline().get_all("rdext.pull").is_empty()
+        || !settings.file_values("pull").is_empty()
+    {
+        log::warn!("pull: {NO_DOWNLOADS}");
+    }
+}
+
 /// The pulls of the command line and the settings files, run before the merge. In an initrd
 /// `rd.systemd.pull=` counts too, unless the initrd has systemd's own import generator.
+#[cfg(feature = "download")]
 fn run_pulls(opts: &Options, settings: &Settings) {
     let cmdline = settings.cmdline();
     let own: Vec<String> = cmdline
@@ -587,9 +609,18 @@ fn merge_command(mut opts: Options, settings: &Settings, refresh: Option<bool>) 
     if opts.initrd_root.is_some() {
         rdext::mount::var::mount_split_var(&opts.root, VAR_DEVICE_WAIT);
     }
-    let mode = download_mode(settings, &opts.root, DownloadMode::No);
-    if mode != DownloadMode::No {
-        download::run(&download_options(&opts, settings, mode));
+    #[cfg(feature = "download")]
+    {
+        let mode = download_mode(settings, &opts.root, DownloadMode::No);
+        if mode != DownloadMode::No {
+            download::run(&download_options(&opts, settings, mode));
+        }
+    }
+    #[cfg(not(feature = "download"))]
+    if let Some(s) = settings.get("download") {
+        if rdext::cmdline::parse_bool(&s.value) != Some(false) {
+            log::warn!("download={} from {}: {NO_DOWNLOADS}", s.value, s.source);
+        }
     }
     run_pulls(&opts, settings);
     for (class, key) in [

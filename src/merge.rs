@@ -528,7 +528,16 @@ pub fn refresh(opts: &Options, always: bool) -> Result<Vec<ClassOutcome>, MergeE
 
 fn run(opts: &Options, action: Action) -> Result<Vec<ClassOutcome>, MergeError> {
     let started = Instant::now();
-    if let Some(dir) = &opts.modules_dir {
+    // Modules are for attaching images: with none to attach (the idle
+    // path) nothing of the module tree is read.
+    let attaches_images = opts.classes.iter().any(|&class| {
+        discover::discover(class, &search_roots(opts), &opts.host_arch).map_or(true, |found| {
+            found.iter().any(
+                |f| matches!(f, Finding::Selected(c) if c.kind != discover::SourceKind::Directory),
+            )
+        })
+    });
+    if let (Some(dir), true) = (&opts.modules_dir, attaches_images) {
         let names = [
             "loop",
             "overlay",

@@ -648,3 +648,39 @@ fn separate_var_from_fstab_is_mounted_and_its_images_merge() {
         run.stderr
     );
 }
+
+/// The merge-only build (`--no-default-features`, run by `make check`): a
+/// download asked for is one line saying it is not built in, and the merge
+/// goes on without it.
+#[cfg(not(feature = "download"))]
+#[test]
+fn merge_only_build_merges_and_says_downloads_are_not_built_in() {
+    let s = demo();
+    let run = s.in_namespace(
+        r#"
+        $RDEXT merge --root $ROOT --run-dir $RUN --cmdline <(echo 'rdext.download=update')
+        echo "merged: $($RDEXT status --json --root $ROOT | jq -c '[.[].extensions]')"
+        if $RDEXT download --root $ROOT --run-dir $RUN; then echo "download: 0"; else echo "download: $?"; fi
+        "#,
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(
+        marked(&run.stdout, "merged: "),
+        [r#"[["alpha","beta"],["alpha","beta"],["gamma"]]"#]
+    );
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not built into this rdext"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "rdext: warning: download=update from kernel command line: downloads are not built into this rdext (merge-only build)",
+            "rdext: error: downloads are not built into this rdext (merge-only build)"
+        ],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(marked(&run.stdout, "download: "), ["1"]);
+}

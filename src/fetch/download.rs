@@ -113,6 +113,10 @@ pub fn run(opts: &DownloadOptions) -> Vec<ComponentOutcome> {
             return Vec::new();
         }
     };
+    if names.is_empty() {
+        log::debug!("no sysupdate definitions: nothing to download");
+        return Vec::new();
+    }
     let os = os_info(&opts.root, &opts.host_arch);
     let mut manifests = ManifestCache::default();
     let mut outcomes = Vec::new();
@@ -367,7 +371,10 @@ pub(crate) fn fetcher_for_root(
         }
         None => None,
     };
-    let system_roots_pem = std::fs::read(root.join("etc/ssl/certs/ca-certificates.crt")).ok();
+    // The target's bundle, else the initramfs's own (dracut's rdext module adds it).
+    let system_roots_pem = [root, Path::new("/")]
+        .iter()
+        .find_map(|base| std::fs::read(base.join("etc/ssl/certs/ca-certificates.crt")).ok());
     Ok(Fetcher::new(FetchConfig {
         extra_ca_pem,
         system_roots_pem,

@@ -24,8 +24,10 @@
 //! variables come from whatever the kernel command line or a unit leaked into the environment, not
 //! from a deliberate choice for this tool, and integrity never depends on the transport anyway.
 //!
-//! Trust roots, in this order: a pinned CA (exclusive), else the target root's CA bundle, else the
-//! Mozilla roots compiled into the binary (the initramfs itself usually has no `/etc/ssl`).
+//! Trust roots, in this order: a pinned CA (exclusive), else a CA bundle (the target root's, else
+//! the initramfs's). No root store is compiled in: it would cost more than 100 KB of a binary that
+//! sits in every initramfs, and would go stale with it. Without any, HTTPS fails with an unknown
+//! issuer (plain HTTP still works, since integrity comes from the signed `SHA256SUMS`).
 //!
 //! SHA-256 comes from `ring::digest`: ring is linked for TLS anyway, so this adds no second
 //! implementation to the binary, and it has the accelerated code paths for large images.
@@ -61,8 +63,8 @@ pub struct FetchConfig {
     /// PEM CA certificate(s) that become the only trust anchors when set, for servers that
     /// belong to the image vendor.
     pub extra_ca_pem: Option<Vec<u8>>,
-    /// The target root's CA bundle (e.g. `etc/ssl/certs/ca-certificates.crt`), used instead of
-    /// the built-in Mozilla roots so the admin's choice of CAs applies in the initramfs too.
+    /// A CA bundle (e.g. the target root's `etc/ssl/certs/ca-certificates.crt`), so the admin's
+    /// choice of CAs applies in the initramfs too. With neither, no server certificate verifies.
     pub system_roots_pem: Option<Vec<u8>>,
     /// Redirects followed per request; more is an error, 0 returns the redirect as a status.
     pub max_redirects: u32,
@@ -228,7 +230,7 @@ impl Fetcher {
         let roots = match (&cfg.extra_ca_pem, &cfg.system_roots_pem) {
             (Some(pem), _) => parse_roots(pem, "pinned CA")?,
             (None, Some(pem)) => parse_roots(pem, "system CA bundle")?,
-            (None, None) => RootCerts::WebPki,
+            (None, None) => RootCerts::new_with_certs(&[]),
         };
         let agent = Agent::config_builder()
             .http_status_as_error(false)

@@ -81,6 +81,23 @@ fn parse_dep(text: &str) -> Vec<(String, DepEntry)> {
 /// command line. Missing modules are not an error: they may be built in, or
 /// the kernel may autoload them later.
 pub fn preload(modules_dir: &Path, names: &[&str], cmdline: &KernelCmdline) {
+    preload_from(modules_dir, Path::new("/sys/module"), names, cmdline)
+}
+
+/// `preload` with the kernel's module directory (`/sys/module`) as a flag.
+/// Reads only what loading needs: nothing when every module is loaded or
+/// built in, `modules.alias` (megabytes on a full system) only for a name
+/// that is no module's own.
+fn preload_from(modules_dir: &Path, sys_module: &Path, names: &[&str], cmdline: &KernelCmdline) {
+    let read = |name: &str| fs::read_to_string(modules_dir.join(name)).unwrap_or_default();
+    let mut wanted = not_loaded(names, sys_module);
+    if !wanted.is_empty() {
+        wanted = not_built_in(wanted, &read("modules.builtin"));
+    }
+    if wanted.is_empty() {
+        log::debug!("modules {} loaded or built in", names.join(", "));
+        return;
+    }
     let Ok(text) = fs::read_to_string(modules_dir.join("modules.dep")) else {
         log::debug!(
             "no {}/modules.dep; relying on the kernel for modules",
@@ -88,28 +105,47 @@ pub fn preload(modules_dir: &Path, names: &[&str], cmdline: &KernelCmdline) {
         );
         return;
     };
-    let read = |name: &str| fs::read_to_string(modules_dir.join(name)).unwrap_or_default();
     let mut loader = Loader {
         dir: modules_dir,
+        sys_module,
         cmdline,
         index: parse_dep(&text).into_iter().collect(),
         softdeps: parse_softdeps(&read("modules.softdep")),
-        aliases: parse_plain_aliases(&read("modules.alias")),
+        aliases: None,
         compression: Path::new("/sys/module/compression").exists(),
         done: HashSet::new(),
     };
-    for name in names {
+    for name in &wanted {
         loader.load_name(name);
     }
+}
+
+/// The `names` (normalised) that `sys_module` does not list: those not
+/// loaded, and built-in ones without parameters.
+fn not_loaded(names: &[&str], sys_module: &Path) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| normalize(n))
+        .filter(|n| !sys_module.join(n).exists())
+        .collect()
+}
+
+/// `names` less those `modules.builtin` (paths, one a line) lists.
+fn not_built_in(mut names: Vec<String>, builtin: &str) -> Vec<String> {
+    let builtin: HashSet<String> = builtin.lines().filter_map(name_of).collect();
+    names.retain(|n| !builtin.contains(n));
+    names
 }
 
 /// State of one `preload`: what modprobe would know, without libkmod.
 struct Loader<'a> {
     dir: &'a Path,
+    sys_module: &'a Path,
     cmdline: &'a KernelCmdline,
     index: BTreeMap<String, DepEntry>,
     softdeps: BTreeMap<String, Vec<String>>,
-    aliases: BTreeMap<String, Vec<String>>,
+    /// Plain aliases, read on the first name that needs one.
+    aliases: Option<BTreeMap<String, Vec<String>>>,
     compression: bool,
     done: HashSet<String>,
 }
@@ -122,7 +158,16 @@ impl Loader<'_> {
         let name = normalize(name);
         let modules = match self.index.contains_key(&name) {
             true => vec![name.clone()],
-            false => self.aliases.get(&name).cloned().unwrap_or_default(),
+            false => self
+                .aliases
+                .get_or_insert_with(|| {
+                    parse_plain_aliases(
+                        &fs::read_to_string(self.dir.join("modules.alias")).unwrap_or_default(),
+                    )
+                })
+                .get(&name)
+                .cloned()
+                .unwrap_or_default(),
         };
         if modules.is_empty() {
             log::debug!("module {name} is not in modules.dep (built in?)");
@@ -136,9 +181,7 @@ impl Loader<'_> {
                 let Some(module) = name_of(path) else {
                     continue;
                 };
-                if !self.done.insert(module.clone())
-                    || Path::new("/sys/module").join(&module).exists()
-                {
+                if !self.done.insert(module.clone()) || self.sys_module.join(&module).exists() {
                     continue;
                 }
                 for pre in self.softdeps.get(&module).cloned().unwrap_or_default() {
@@ -576,6 +619,18 @@ mod tests {
             tagged = child;
             i += 1;
         }
+    }
+
+    #[test]
+    fn loaded_and_built_in_modules_are_not_wanted() {
+        let sys = tempfile::tempdir().unwrap();
+        fs::create_dir(sys.path().join("dm_mod")).unwrap();
+        fs::create_dir(sys.path().join("loop")).unwrap();
+        let wanted = not_loaded(&["loop", "dm-mod", "overlay", "erofs"], sys.path());
+        assert_eq!(wanted, ["overlay", "erofs"]);
+        let builtin = "kernel/fs/overlayfs/overlay.ko\nkernel/drivers/md/dm-bufio.ko\n";
+        assert_eq!(not_built_in(wanted, builtin), ["erofs"]);
+        assert!(not_loaded(&["loop", "dm_mod"], sys.path()).is_empty());
     }
 
     #[test]
