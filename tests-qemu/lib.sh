@@ -13,8 +13,9 @@ need_root() {
     [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot, loop-free image building)"
 }
 
-# The Debian mirror: the first plain Debian archive URI the host's apt uses,
-# else deb.debian.org. Not part of the cache key (same archive content).
+# The Debian mirror: $RDEXT_DEBIAN_MIRROR, else the first plain Debian archive
+# URI the host's apt uses; no built-in default (a mirror's host name is never
+# written here). Not part of the cache key (same archive content).
 debian_mirror() {
     if [ -n "${RDEXT_DEBIAN_MIRROR:-}" ]; then
         echo "$RDEXT_DEBIAN_MIRROR"
@@ -25,7 +26,8 @@ debian_mirror() {
               /etc/apt/sources.list.d/*.sources 2>/dev/null |
           grep -Eo '(https?://[^ ]+/debian)/?( |$)' | grep -v security |
           head -n1 | tr -d ' ') || true
-    if [ -n "$uri" ]; then echo "${uri%/}"; else echo "http://deb.debian.org/debian"; fi
+    [ -n "$uri" ] || die "no Debian mirror in the host's apt sources: set RDEXT_DEBIAN_MIRROR"
+    echo "${uri%/}"
 }
 
 # guest_cache_dir [SUITE]: directory of the cached guest of SUITE (default
