@@ -532,13 +532,25 @@ boot_vm() {
 # $WORK/NAME.serial.log and $WORK/NAME.results. Returns non-zero when the boot
 # did not power off by itself in time or produced no results file.
 boot() {
-    local name=$1 initrd=$2 extra=$3 show=${4:-} disk=${BOOT_DISK:-}
-    if [ -z "$disk" ]; then
-        disk="$WORK/$name.img"
-        cp --sparse=always "$WORK/disk.img" "$disk"
-    fi
-    boot_vm "$name" "$initrd" "$extra" "$disk" "${BOOT_NET:-}" "$show"
-    [ -n "${BOOT_DISK:-}" ] || rm -f "$disk"
+    local name=$1 initrd=$2 extra=$3 show=${4:-} disk=${BOOT_DISK:-} try
+    for try in 1 2; do
+        if [ -z "${BOOT_DISK:-}" ]; then
+            disk="$WORK/$name.img"
+            cp --sparse=always "$WORK/disk.img" "$disk"
+        fi
+        boot_vm "$name" "$initrd" "$extra" "$disk" "${BOOT_NET:-}" "$show"
+        [ -n "${BOOT_DISK:-}" ] || rm -f "$disk"
+        # TCG on a starved host now and then oopses the guest kernel while it
+        # patches its own code, before any initramfs code runs (nothing of
+        # rdext's, nothing on the disk touched): boot once more. An oops after
+        # /init started is never retried.
+        if [ "$try" = 1 ] && ! grep -q 'Run /init as init process' "$WORK/$name.serial.log" &&
+            grep -qE 'Kernel panic|Oops:' "$WORK/$name.serial.log"; then
+            log "boot '$name': guest kernel died before the initramfs ran ($(grep -m1 -E 'Oops:|Kernel panic' "$WORK/$name.serial.log")); booting once more"
+            continue
+        fi
+        break
+    done
     local secs
     secs=$(cat "$WORK/$name.seconds")
     if [ "$BOOT_RC" = 124 ] || [ "$BOOT_RC" = 137 ]; then
