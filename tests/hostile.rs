@@ -226,9 +226,20 @@ fn merge_twice_killed_midway_and_image_removed() {
         echo "twice-rc: $rc"; echo "twice-err: $(grep -m1 -o '/usr is already merged' twice.err)"
         echo "twice-same: $([ "$mounts" = "$(wc -l < /proc/self/mountinfo)" ] && echo yes) $(merged)"
         $RDEXT unmerge --root $ROOT --run-dir $RUN 2>/dev/null
-        for delay in 0.02 0.05 0.1 0.15 0.2 0.3; do
+        # "seen": killed as soon as its workspace is mounted (polled without
+        # forking, so the kill lands inside the window on a fast or a slow
+        # machine); the others at fixed delays.
+        for when in seen seen seen 0.02 0.1 0.3; do
             $RDEXT merge --root $ROOT --run-dir $RUN 2>/dev/null & pid=$!
-            sleep $delay; kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+            if [ $when = seen ]; then
+                while kill -0 $pid 2>/dev/null; do
+                    mapfile -t mi < /proc/self/mountinfo
+                    [[ "${mi[*]}" == *" - tmpfs rdext "* ]] && break
+                done
+            else
+                sleep $when
+            fi
+            kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
             echo "left-after-kill: $(workspaces)"
             $RDEXT unmerge --root $ROOT --run-dir $RUN 2>/dev/null
             $RDEXT merge --root $ROOT --run-dir $RUN 2>>recover.err
