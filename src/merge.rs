@@ -210,18 +210,61 @@ impl ImageReport {
 /// namespace: mount ids differ in a private copy of it.
 type Identities = std::collections::HashMap<PathBuf, FileIdentity>;
 
-/// The identity of every image discovery picks now.
-fn identify(opts: &Options, class: Class) -> Identities {
-    let Ok(findings) = discover::discover(class, &search_roots(opts), &opts.host_arch) else {
-        return Identities::new();
-    };
+/// The identity of every image discovery picked.
+fn identities(findings: &[Finding]) -> Identities {
     findings
-        .into_iter()
+        .iter()
         .filter_map(|f| match f {
-            Finding::Selected(c) => file_identity(&c.path).ok().map(|id| (c.path, id)),
+            Finding::Selected(c) => file_identity(&c.path).ok().map(|id| (c.path.clone(), id)),
             _ => None,
         })
         .collect()
+}
+
+/// How many images are opened at once. Opening one is mostly waiting
+/// (loop device set-up, the file system's first reads through the loop
+/// device), so more than one per CPU helps; beyond this the kernel's loop
+/// and mount locks serialise the rest.
+const OPEN_WORKERS: usize = 8;
+
+/// `f` applied to every item by up to `workers` threads (the caller's one
+/// of them), the results in item order. A thread that cannot be started
+/// leaves its share to the others.
+fn map_parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let workers = workers.min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..workers)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
+            .collect();
+        let mut all = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok(done) => all.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The result of examining one class.
@@ -263,63 +306,110 @@ fn search_roots(opts: &Options) -> Vec<SearchRoot> {
     roots
 }
 
-/// Discover, open and validate every image of `class`. Images are mounted
-/// in `workspace` when there is one; without it only directories can be
-/// judged.
+/// The trusted certificates and the time to judge them at, read once per
+/// run and only when an image is to be judged.
+type TrustCache = std::cell::OnceCell<(Vec<signature::TrustedCert>, u64)>;
+
+/// What examining images draws on besides the images.
+#[derive(Clone, Copy)]
+struct Examination<'a> {
+    /// File identities taken in the caller's namespace.
+    identities: &'a Identities,
+    /// The trust material, once loaded.
+    trust: &'a TrustCache,
+    /// How many images to open at once.
+    workers: usize,
+}
+
+/// Open and validate every image of `class` that discovery found
+/// (`findings`). Images are mounted in `workspace` when there is one;
+/// without it only directories can be judged.
 fn examine(
     opts: &Options,
     class: Class,
     host: &HostRelease,
     workspace: Option<&Workspace>,
     count_tries: bool,
-    identities: &Identities,
+    findings: Vec<Finding>,
+    how: &Examination<'_>,
 ) -> Result<Examined> {
-    let findings = discover::discover(class, &search_roots(opts), &opts.host_arch)
-        .with_context(|| format!("cannot search for {} images", class.name()))?;
-    let (trusted, now) = trust_material(opts);
-    let mut reports = Vec::new();
-    let mut accepted = Vec::new();
+    let Examination {
+        identities,
+        trust,
+        workers,
+    } = *how;
     let mut counted = Vec::new();
-    let mut origins = Vec::new();
-    let root = std::fs::canonicalize(&opts.root).unwrap_or_else(|_| opts.root.clone());
-    for finding in findings {
-        let report = match finding {
+    // Boot counting renames, one entry after the other, before anything
+    // is opened; the identity is the one taken before the rename.
+    let findings: Vec<(Finding, Option<(ImagePolicy, Option<&FileIdentity>)>)> = findings
+        .into_iter()
+        .map(|finding| match finding {
             Finding::Selected(mut c) => {
-                // Identified as discovered, before a boot-counting rename.
                 let known_identity = identities.get(&c.path);
                 if count_tries {
                     counted.extend(count_try(&opts.root, &mut c));
                 }
                 let policy = opts.policy_for(class, &c);
-                let trust = Trust {
-                    policy: &policy,
-                    trusted: &trusted,
-                    now,
-                };
-                let checked =
-                    open_and_validate(class, &c, host, &opts.host_arch, workspace, &trust)
-                        .and_then(|opened| {
-                            stackable(class, &opts.root, &c.name, &opened.root)?;
-                            Ok(opened)
-                        });
-                match checked {
-                    Ok(opened) => {
-                        match extension_origin(&c, &root, opened.root_hash.clone(), known_identity)
-                        {
-                            Ok(origin) => origins.push(origin),
-                            Err(e) => log::warn!("cannot identify {}: {e}", c.path.display()),
-                        }
-                        accepted.push(Extension {
-                            name: c.name.clone(),
-                            root: opened.root,
-                        });
-                        let mut report = ImageReport::for_candidate(class, &c, Verdict::Accepted);
-                        report.protection = Some(describe_protection(&opened.verdict));
-                        report
-                    }
-                    Err(reason) => ImageReport::for_candidate(class, &c, Verdict::Rejected(reason)),
-                }
+                (Finding::Selected(c), Some((policy, known_identity)))
             }
+            other => (other, None),
+        })
+        .collect();
+    let needs_trust = findings.iter().any(
+        |(f, _)| matches!(f, Finding::Selected(c) if c.kind != discover::SourceKind::Directory),
+    );
+    let no_trust = (Vec::new(), 0);
+    let (trusted, now) = if needs_trust {
+        trust.get_or_init(|| trust_material(opts))
+    } else {
+        &no_trust
+    };
+    let jobs: Vec<(&Candidate, &ImagePolicy)> = findings
+        .iter()
+        .filter_map(|(finding, selected)| match (finding, selected) {
+            (Finding::Selected(c), Some((policy, _))) => Some((c, policy)),
+            _ => None,
+        })
+        .collect();
+    let mut checks = map_parallel(&jobs, workers, |&(c, policy)| {
+        let trust = Trust {
+            policy,
+            trusted,
+            now: *now,
+        };
+        open_and_validate(class, c, host, &opts.host_arch, workspace, &trust).and_then(|opened| {
+            stackable(class, &opts.root, &c.name, &opened.root)?;
+            Ok(opened)
+        })
+    })
+    .into_iter();
+    drop(jobs);
+    let mut reports = Vec::new();
+    let mut accepted = Vec::new();
+    let mut origins = Vec::new();
+    let root = std::fs::canonicalize(&opts.root).unwrap_or_else(|_| opts.root.clone());
+    for (finding, selected) in findings {
+        let report = match finding {
+            Finding::Selected(c) => match checks.next() {
+                Some(Ok(opened)) => {
+                    let known_identity = selected.and_then(|(_, known)| known);
+                    match extension_origin(&c, &root, opened.root_hash.clone(), known_identity) {
+                        Ok(origin) => origins.push(origin),
+                        Err(e) => log::warn!("cannot identify {}: {e}", c.path.display()),
+                    }
+                    accepted.push(Extension {
+                        name: c.name.clone(),
+                        root: opened.root,
+                    });
+                    let mut report = ImageReport::for_candidate(class, &c, Verdict::Accepted);
+                    report.protection = Some(describe_protection(&opened.verdict));
+                    report
+                }
+                Some(Err(reason)) => {
+                    ImageReport::for_candidate(class, &c, Verdict::Rejected(reason))
+                }
+                None => unreachable!("one check per selected image"),
+            },
             Finding::Masked(c) => ImageReport::for_candidate(class, &c, Verdict::Masked),
             Finding::Shadowed { candidate, by } => {
                 ImageReport::for_candidate(class, &candidate, Verdict::Shadowed(by))
@@ -528,10 +618,20 @@ pub fn refresh(opts: &Options, always: bool) -> Result<Vec<ClassOutcome>, MergeE
 
 fn run(opts: &Options, action: Action) -> Result<Vec<ClassOutcome>, MergeError> {
     let started = Instant::now();
+    // Each class's search directories are read once here; a class whose
+    // search fails searches again (and reports why) when it is merged.
+    let mut found: Vec<(Class, Option<Vec<Finding>>)> = opts
+        .classes
+        .iter()
+        .map(|&class| {
+            let findings = discover::discover(class, &search_roots(opts), &opts.host_arch).ok();
+            (class, findings)
+        })
+        .collect();
     // Modules are for attaching images: with none to attach (the idle
     // path) nothing of the module tree is read.
-    let attaches_images = opts.classes.iter().any(|&class| {
-        discover::discover(class, &search_roots(opts), &opts.host_arch).map_or(true, |found| {
+    let attaches_images = found.iter().any(|(_, findings)| {
+        findings.as_ref().map_or(true, |found| {
             found.iter().any(
                 |f| matches!(f, Finding::Selected(c) if c.kind != discover::SourceKind::Directory),
             )
@@ -562,8 +662,9 @@ fn run(opts: &Options, action: Action) -> Result<Vec<ClassOutcome>, MergeError> 
     };
     let mut outcomes = Vec::new();
     let mut errors = Vec::new();
-    for &class in &opts.classes {
-        match merge_class(opts, class, &host, action) {
+    let trust = TrustCache::new();
+    for (class, findings) in found.drain(..) {
+        match merge_class(opts, class, &host, action, findings, &trust) {
             Ok(outcome) => outcomes.push(outcome),
             Err(e) => {
                 log::error!("{}: {e:#}", class.name());
@@ -631,11 +732,15 @@ enum Decision {
     Unchanged(ClassOutcome),
 }
 
+/// Merge (or refresh) one class; `findings` is what discovery found in the
+/// caller's namespace, None to search again.
 fn merge_class(
     opts: &Options,
     class: Class,
     host: &HostRelease,
     action: Action,
+    findings: Option<Vec<Finding>>,
+    trust: &TrustCache,
 ) -> Result<ClassOutcome> {
     let targets: Vec<(&str, PathBuf)> = class
         .hierarchies()
@@ -663,11 +768,19 @@ fn merge_class(
         .filter_map(|(h, t)| overlay::recorded_work_dir(class, &opts.root, t).map(|w| (*h, w)))
         .collect();
 
-    let identities = identify(opts, class);
+    let findings = match findings {
+        Some(findings) => findings,
+        None => discover::discover(class, &search_roots(opts), &opts.host_arch)
+            .with_context(|| format!("cannot search for {} images", class.name()))?,
+    };
+    let identities = identities(&findings);
     // The new overlays need the hierarchies as they are below the merge:
     // they are built in a private copy of the mount namespace where the
-    // old merge is taken off, then put in place in the real one.
-    let prepare_new = || {
+    // old merge is taken off (and the search directories are read again),
+    // then put in place in the real one. setns(2) back to the original
+    // needs a process without other threads: images are opened one by one
+    // there.
+    let prepare_new = |findings, workers| {
         prepare(
             opts,
             class,
@@ -675,18 +788,23 @@ fn merge_class(
             action,
             old_state.as_ref(),
             old_origin.as_deref(),
-            &identities,
+            findings,
+            &Examination {
+                identities: &identities,
+                trust,
+                workers,
+            },
         )
     };
     let decision = if merged.is_empty() {
-        prepare_new()
+        prepare_new(Some(findings), OPEN_WORKERS)
     } else {
         let namespace = PrivateNamespace::enter()
             .context("cannot make a private mount namespace to build the new merge in")?;
         let decision = merged
             .iter()
             .try_for_each(|(_, t)| overlay::uncover(class, t).map_err(anyhow::Error::from))
-            .and_then(|()| prepare_new());
+            .and_then(|()| prepare_new(None, 1));
         namespace
             .leave()
             .context("cannot return to the original mount namespace")?;
@@ -766,16 +884,28 @@ fn prepare(
     action: Action,
     old_state: Option<&overlay::MergedHierarchy>,
     old_origin: Option<&str>,
-    identities: &Identities,
+    findings: Option<Vec<Finding>>,
+    how: &Examination<'_>,
 ) -> Result<Decision> {
-    let workspace = Workspace::create(&opts.run_dir).context("cannot set up the workspace")?;
+    let findings = match findings {
+        Some(findings) => findings,
+        None => discover::discover(class, &search_roots(opts), &opts.host_arch)
+            .with_context(|| format!("cannot search for {} images", class.name()))?,
+    };
+    // Nothing found, nothing to mount (the idle path): no workspace.
+    let workspace = if findings.iter().any(|f| matches!(f, Finding::Selected(_))) {
+        Some(Workspace::create(&opts.run_dir).context("cannot set up the workspace")?)
+    } else {
+        None
+    };
     let examined = examine(
         opts,
         class,
         host,
-        Some(&workspace),
+        workspace.as_ref(),
         action == Action::Merge,
-        identities,
+        findings,
+        how,
     )?;
     let mut failures = Vec::new();
     let mut kept_back = Vec::new();
@@ -847,10 +977,11 @@ fn prepare(
     };
     // Unlike systemd-sysext, a class without extensions is not overlaid
     // just to be writable: one --mutable covers both classes here.
-    if names.is_empty() {
+    // (Something accepted was found, so there is a workspace.)
+    let (false, Some(workspace)) = (names.is_empty(), workspace) else {
         log::info!("no {} images to merge", class.name());
         return Ok(Decision::Nothing(outcome));
-    }
+    };
     let mode = effective_mutable(opts, class);
     let setup = |mode| MutableSetup {
         mode,
@@ -1016,8 +1147,16 @@ fn record(opts: &Options, outcome: &ClassOutcome) -> Result<()> {
 pub fn list(opts: &Options) -> Result<Vec<ImageReport>> {
     let host = host_release(&opts.root)?;
     let workspace = Workspace::create(&opts.run_dir).ok();
+    let trust = TrustCache::new();
+    let how = Examination {
+        identities: &Identities::new(),
+        trust: &trust,
+        workers: OPEN_WORKERS,
+    };
     let mut reports = Vec::new();
     for &class in &opts.classes {
+        let findings = discover::discover(class, &search_roots(opts), &opts.host_arch)
+            .with_context(|| format!("cannot search for {} images", class.name()))?;
         reports.extend(
             examine(
                 opts,
@@ -1025,7 +1164,8 @@ pub fn list(opts: &Options) -> Result<Vec<ImageReport>> {
                 &host,
                 workspace.as_ref(),
                 false,
-                &Identities::new(),
+                findings,
+                &how,
             )?
             .reports,
         );

@@ -538,6 +538,10 @@ fn open_verity(
     let opts: Vec<&str> = key_opt.iter().map(String::as_str).collect();
     let table = superblock.dm_table(&dev_name(data)?, &dev_name(hash)?, root_hash, 1, &opts);
     let sectors = superblock.data_blocks * u64::from(superblock.data_block_size) / 512;
+    // Images are opened in parallel: two with the same root hash must not
+    // both find no device and race to create it.
+    static SETTING_UP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SETTING_UP.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((device, active)) = control.table(dm_name)? {
         // Reused only if it is exactly what this image needs, the kernel's
         // signature check included: a device made without it (or by
