@@ -1317,3 +1317,32 @@ pub fn bless(root: &Path, run_dir: &Path) -> Result<usize> {
     }
     Ok(blessed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_map_keeps_item_order_whatever_finishes_first() {
+        let items: Vec<u64> = (0..50).collect();
+        for workers in [1, 3, 8, 100] {
+            let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+            let out = map_parallel(&items, workers, |&i| {
+                threads.lock().unwrap().insert(std::thread::current().id());
+                // Early items take longest, so later ones finish first.
+                std::thread::sleep(std::time::Duration::from_micros((50 - i) * 100));
+                i * 2
+            });
+            assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+            let used = threads.into_inner().unwrap().len();
+            assert!(
+                used <= workers.min(items.len()),
+                "{used} threads for {workers}"
+            );
+            if workers > 1 {
+                assert!(used > 1, "{workers} workers ran on one thread");
+            }
+        }
+        assert!(map_parallel(&[] as &[u8], 8, |_| 0).is_empty());
+    }
+}
