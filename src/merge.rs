@@ -321,6 +321,9 @@ struct Examination<'a> {
     workers: usize,
 }
 
+/// A selected image's policy and its identity as discovered.
+type Judging<'a> = (ImagePolicy, Option<&'a FileIdentity>);
+
 /// Open and validate every image of `class` that discovery found
 /// (`findings`). Images are mounted in `workspace` when there is one;
 /// without it only directories can be judged.
@@ -341,7 +344,7 @@ fn examine(
     let mut counted = Vec::new();
     // Boot counting renames, one entry after the other, before anything
     // is opened; the identity is the one taken before the rename.
-    let findings: Vec<(Finding, Option<(ImagePolicy, Option<&FileIdentity>)>)> = findings
+    let findings: Vec<(Finding, Option<Judging<'_>>)> = findings
         .into_iter()
         .map(|finding| match finding {
             Finding::Selected(mut c) => {
@@ -631,7 +634,7 @@ fn run(opts: &Options, action: Action) -> Result<Vec<ClassOutcome>, MergeError> 
     // Modules are for attaching images: with none to attach (the idle
     // path) nothing of the module tree is read.
     let attaches_images = found.iter().any(|(_, findings)| {
-        findings.as_ref().map_or(true, |found| {
+        findings.as_ref().is_none_or(|found| {
             found.iter().any(
                 |f| matches!(f, Finding::Selected(c) if c.kind != discover::SourceKind::Directory),
             )
@@ -786,8 +789,10 @@ fn merge_class(
             class,
             host,
             action,
-            old_state.as_ref(),
-            old_origin.as_deref(),
+            Previous {
+                state: old_state.as_ref(),
+                origin: old_origin.as_deref(),
+            },
             findings,
             &Examination {
                 identities: &identities,
@@ -875,6 +880,14 @@ fn merge_class(
     Ok(outcome)
 }
 
+/// The merge in place before a refresh, read before anything moved.
+struct Previous<'a> {
+    /// What it stacks.
+    state: Option<&'a overlay::MergedHierarchy>,
+    /// Its `origin` record.
+    origin: Option<&'a str>,
+}
+
 /// Examine, judge and build one class's merge (in whatever mount
 /// namespace the caller is in); nothing is attached.
 fn prepare(
@@ -882,8 +895,7 @@ fn prepare(
     class: Class,
     host: &HostRelease,
     action: Action,
-    old_state: Option<&overlay::MergedHierarchy>,
-    old_origin: Option<&str>,
+    previous: Previous<'_>,
     findings: Option<Vec<Finding>>,
     how: &Examination<'_>,
 ) -> Result<Decision> {
@@ -909,6 +921,10 @@ fn prepare(
     )?;
     let mut failures = Vec::new();
     let mut kept_back = Vec::new();
+    let Previous {
+        state: old_state,
+        origin: old_origin,
+    } = previous;
     let old_names = old_state.map(|s| s.extensions.as_slice()).unwrap_or(&[]);
     for report in &examined.reports {
         match &report.verdict {
