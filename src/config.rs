@@ -67,6 +67,19 @@ impl Settings {
         }
     }
 
+    /// [`Self::load`] with the files' contents at hand: (name for
+    /// messages, bytes) each.
+    pub fn from_contents(cmdline: KernelCmdline, files: &[(&str, &[u8])]) -> Settings {
+        Settings {
+            cmdline,
+            layers: files
+                .iter()
+                .filter_map(|(name, bytes)| parse_layer(name, bytes))
+                .collect(),
+            target: None,
+        }
+    }
+
     /// Add the target root's file as the lesser layer (in the initrd).
     pub fn with_target(mut self, path: &Path) -> Settings {
         self.target = read_layer(path);
@@ -161,16 +174,21 @@ impl Setting {
 /// reported and skipped.
 fn read_layer(path: &Path) -> Option<(Source, EnvFile)> {
     match std::fs::read(path) {
-        Ok(bytes) => match EnvFile::parse(bytes) {
-            Ok(env) => Some((Source::File(path.display().to_string()), env)),
-            Err(e) => {
-                log::warn!("ignoring {}: {e}", path.display());
-                None
-            }
-        },
+        Ok(bytes) => parse_layer(&path.display().to_string(), &bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             log::warn!("ignoring {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// A file's content that parses; a malformed one is reported and skipped.
+fn parse_layer(name: &str, bytes: &[u8]) -> Option<(Source, EnvFile)> {
+    match EnvFile::parse(bytes) {
+        Ok(env) => Some((Source::File(name.to_string()), env)),
+        Err(e) => {
+            log::warn!("ignoring {name}: {e}");
             None
         }
     }

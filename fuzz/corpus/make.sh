@@ -57,7 +57,7 @@ done
 
 # Any kernel's depmod output: the host's, else the QEMU test guest's.
 d=${MODULES_DIR:-$( (ls -d /lib/modules/*/ /var/cache/rdext-qemu/guest-*/rootfs/usr/lib/modules/*/ 2>/dev/null || true) | head -n1)}
-{ head -n 200 "$d/modules.dep"; sep; head -n 200 "$d/modules.alias"; sep; head -n 50 "$d/modules.softdep"; sep; head -n 100 "$d/modules.symbols"; } | seed modules host
+{ head -n 20 "$d/modules.dep"; sep; head -n 20 "$d/modules.alias"; sep; head -n 10 "$d/modules.softdep"; sep; head -n 10 "$d/modules.symbols"; } | seed modules host
 
 { printf '1.2.3~rc1'; sep; printf '1.2.3'; sep; printf '1.2.3^git5'; } | seed version tilde
 { printf '253-1'; sep; printf '253.1'; sep; printf '0253a'; } | seed version dash

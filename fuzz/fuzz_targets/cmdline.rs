@@ -18,10 +18,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = cmdline.get_bool(key);
     }
     let _ = cmdline.module_options("dm_verity");
-    let dir = rdext_fuzz::scratch("cmdline");
-    let path = dir.join("rdext.conf");
-    std::fs::write(&path, conf).unwrap();
-    let settings = Settings::load(cmdline, &[path.as_path()]);
+    let settings = Settings::from_contents(cmdline, &[("rdext.conf", conf)]);
     for key in ["required", "policy", "download", "mirror", "image_policy"] {
         let _ = settings.get(key);
         assert!(settings

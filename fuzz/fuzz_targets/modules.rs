@@ -1,30 +1,26 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rdext::mount::modules::{check_layer, merged_metadata};
+use rdext::mount::modules::{merge_texts, metadata_text, VersionTexts};
 
 // An extension's depmod output (modules.dep, .alias, .softdep, .symbols)
-// merged with a base's: a layer check_layer accepts merges.
+// merged with a base's, in memory as the merge reads them: a layer whose
+// files all pass the check merges, with the kmod indexes.
 fuzz_target!(|data: &[u8]| {
     let [dep, alias, softdep, symbols] = rdext_fuzz::split::<4>(data);
-    let dir = rdext_fuzz::scratch("modules");
-    let kver = dir.join("ext/lib/modules/6.1.0");
-    std::fs::create_dir_all(&kver).unwrap();
-    for (name, content) in [
-        ("modules.dep", dep),
-        ("modules.alias", alias),
-        ("modules.softdep", softdep),
-        ("modules.symbols", symbols),
-    ] {
-        std::fs::write(kver.join(name), content).unwrap();
+    // METADATA_FILES order: dep, alias, symbols, softdep, weakdep, devname.
+    let mut layer: VersionTexts = Default::default();
+    let mut checked = true;
+    for (i, content) in [(0, dep), (1, alias), (2, symbols), (3, softdep)] {
+        match metadata_text(content.to_vec()) {
+            Ok(text) => layer[i] = Some(text),
+            Err(_) => checked = false,
+        }
     }
-    let base = dir.join("base");
-    std::fs::create_dir_all(base.join("lib/modules/6.1.0")).unwrap();
-    std::fs::write(base.join("lib/modules/6.1.0/modules.dep"), "kernel/a.ko:\n").unwrap();
-    let layer = dir.join("ext");
-    let checked = check_layer(&layer);
-    let merged = merged_metadata(&[layer], Some(&base));
-    if checked.is_ok() {
-        let files = merged.unwrap_or_else(|e| panic!("checked layer failed to merge: {e}"));
-        assert!(files.iter().any(|(p, _)| p.ends_with("modules.dep.bin")));
+    if !checked {
+        return;
     }
+    let mut base: VersionTexts = Default::default();
+    base[0] = Some("kernel/a.ko:\n".to_string());
+    let files = merge_texts(&[layer, base]);
+    assert!(files.iter().any(|(name, _)| *name == "modules.dep.bin"));
 });

@@ -1,7 +1,5 @@
 //! Helpers shared by the fuzz targets.
 
-use std::path::{Path, PathBuf};
-
 /// Split fuzz input into `N` parts at `\0\0\0\0` separators (the last part
 /// takes the rest), so one input can be several files.
 pub fn split<const N: usize>(data: &[u8]) -> [&[u8]; N] {
@@ -24,19 +22,6 @@ pub fn split<const N: usize>(data: &[u8]) -> [&[u8]; N] {
         }
     }
     parts
-}
-
-/// A scratch directory for this fuzzing process (on tmpfs when there is
-/// one), emptied by the caller as it needs.
-pub fn scratch(name: &str) -> PathBuf {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("rdext-fuzz-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    dir
 }
 
 /// An in-memory image for parsers that read at offsets.

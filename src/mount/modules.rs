@@ -349,6 +349,12 @@ fn read_metadata(path: &Path) -> io::Result<Option<String>> {
     };
     let mut bytes = Vec::new();
     file.take(METADATA_MAX_BYTES + 1).read_to_end(&mut bytes)?;
+    metadata_text(bytes).map(Some)
+}
+
+/// A metadata file's bytes as the text the merge takes: UTF-8, at most
+/// [`METADATA_MAX_BYTES`] (a longer file may be given cut at one byte more).
+pub fn metadata_text(bytes: Vec<u8>) -> io::Result<String> {
     if bytes.len() as u64 > METADATA_MAX_BYTES {
         return Err(io::Error::other(format!(
             "larger than {} MiB",
@@ -356,26 +362,38 @@ fn read_metadata(path: &Path) -> io::Result<Option<String>> {
         )));
     }
     String::from_utf8(bytes)
-        .map(Some)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-/// Read one metadata file from each layer that has it, top first.
-fn read_all(dirs: &[PathBuf], name: &str) -> io::Result<Vec<String>> {
-    let mut texts = Vec::new();
-    for dir in dirs {
-        let path = dir.join(name);
-        if let Some(text) = read_metadata(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
-        {
-            texts.push(text);
+/// One kernel version's metadata files in one layer, in [`METADATA_FILES`]
+/// order; None for a file the layer does not have.
+pub type VersionTexts = [Option<String>; METADATA_FILES.len()];
+
+/// Read the metadata files of `dirs` (one kernel version's directory per
+/// layer), file by file.
+fn read_version(dirs: &[PathBuf]) -> io::Result<Vec<VersionTexts>> {
+    let mut layers: Vec<VersionTexts> = vec![Default::default(); dirs.len()];
+    for (i, name) in METADATA_FILES.iter().enumerate() {
+        for (layer, dir) in layers.iter_mut().zip(dirs) {
+            let path = dir.join(name);
+            layer[i] = read_metadata(&path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         }
     }
-    Ok(texts)
+    Ok(layers)
+}
+
+/// The texts of file `name` in the layers that have it, top first.
+fn texts_of<'t>(layers: &'t [VersionTexts], name: &str) -> Vec<&'t str> {
+    let i = METADATA_FILES
+        .iter()
+        .position(|n| *n == name)
+        .expect("a metadata file");
+    layers.iter().filter_map(|l| l[i].as_deref()).collect()
 }
 
 /// Lines of all layers, first occurrence kept, top layer first.
-fn union_lines(texts: &[String]) -> Vec<&str> {
+fn union_lines<'t>(texts: &[&'t str]) -> Vec<&'t str> {
     let mut seen = HashSet::new();
     texts
         .iter()
@@ -386,12 +404,18 @@ fn union_lines(texts: &[String]) -> Vec<&str> {
 }
 
 fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
+    Ok(merge_texts(&read_version(dirs)?))
+}
+
+/// Merge one kernel version's metadata of the layers (top first): the
+/// depmod text files and the kmod indexes, by file name.
+pub fn merge_texts(layers: &[VersionTexts]) -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
 
     let mut modules: Vec<(String, DepEntry)> = Vec::new();
     let mut seen = HashSet::new();
-    for text in read_all(dirs, "modules.dep")? {
-        for (name, entry) in parse_dep(&text) {
+    for text in texts_of(layers, "modules.dep") {
+        for (name, entry) in parse_dep(text) {
             if seen.insert(name.clone()) {
                 modules.push((name, entry));
             }
@@ -419,7 +443,7 @@ fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
         ("modules.alias", "modules.alias.bin", true),
         ("modules.symbols", "modules.symbols.bin", false),
     ] {
-        let texts = read_all(dirs, text_name)?;
+        let texts = texts_of(layers, text_name);
         let lines = union_lines(&texts);
         let mut index = Index::default();
         for (priority, line) in lines.iter().enumerate() {
@@ -440,7 +464,7 @@ fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
         out.push((bin_name, index.to_bytes()));
     }
     for name in ["modules.softdep", "modules.weakdep", "modules.devname"] {
-        let texts = read_all(dirs, name)?;
+        let texts = texts_of(layers, name);
         let lines = union_lines(&texts);
         if !lines.is_empty() {
             out.push((
@@ -453,7 +477,7 @@ fn merge_version(dirs: &[PathBuf]) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
             ));
         }
     }
-    Ok(out)
+    out
 }
 
 /// A kmod index file (`modules.*.bin`): a byte trie of keys, each leaf

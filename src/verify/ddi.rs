@@ -23,7 +23,9 @@ use std::str::FromStr;
 
 mod verity_format;
 
-pub use verity_format::{find_sidecars, parse_verity_sig, parse_verity_superblock, Sidecars};
+pub use verity_format::{
+    find_sidecars, parse_root_hash_sidecar, parse_verity_sig, parse_verity_superblock, Sidecars,
+};
 pub use verity_format::{VeritySig, VeritySuperblock, MAX_SIGNATURE_SIZE, VERITY_SUPERBLOCK_SIZE};
 
 /// Why an image could not be inspected; each variant maps to one refusal

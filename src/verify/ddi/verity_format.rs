@@ -254,14 +254,7 @@ pub fn find_sidecars(image: &Path) -> Result<Sidecars, DdiError> {
     }
     let mut sidecars = Sidecars::default();
     if let Some((designator, suffix, raw)) = text {
-        let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-        let line = std::str::from_utf8(line)
-            .map_err(|_| DdiError::BadRootHash("not hexadecimal"))?
-            .trim_matches(|c: char| c.is_ascii_whitespace() || c == '\0');
-        sidecars.root_hash = Some(RootHash {
-            designator,
-            bytes: decode_root_hash(line)?,
-        });
+        sidecars.root_hash = Some(parse_root_hash_sidecar(designator, &raw)?);
         let sig_path = auxiliary_path(image, &format!("{suffix}.p7s"));
         if let Some(sig) = read_optional(&sig_path)? {
             if sig.is_empty() {
@@ -282,6 +275,22 @@ pub fn find_sidecars(image: &Path) -> Result<Sidecars, DdiError> {
         }
     }
     Ok(sidecars)
+}
+
+/// A `.roothash`/`.usrhash` file's or xattr's content: its first line,
+/// surrounding whitespace and NULs ignored, in hexadecimal.
+pub fn parse_root_hash_sidecar(
+    designator: DataDesignator,
+    raw: &[u8],
+) -> Result<RootHash, DdiError> {
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = std::str::from_utf8(line)
+        .map_err(|_| DdiError::BadRootHash("not hexadecimal"))?
+        .trim_matches(|c: char| c.is_ascii_whitespace() || c == '\0');
+    Ok(RootHash {
+        designator,
+        bytes: decode_root_hash(line)?,
+    })
 }
 
 #[cfg(test)]
