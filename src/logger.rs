@@ -69,7 +69,9 @@ impl Log for Logger {
                 Level::Warn => "warning: ",
                 _ => "",
             };
-            let _ = writeln!(std::io::stderr(), "rdext: {prefix}{}", one_line(&message));
+            // One write per line, not one per formatted piece.
+            let line = format!("rdext: {prefix}{}\n", one_line(&message));
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
 

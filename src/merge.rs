@@ -380,10 +380,9 @@ fn examine(
             trusted,
             now: *now,
         };
-        open_and_validate(class, c, host, &opts.host_arch, workspace, &trust).and_then(|opened| {
-            stackable(class, &opts.root, &c.name, &opened.root)?;
-            Ok(opened)
-        })
+        let opened = open_and_validate(class, c, host, &opts.host_arch, workspace, &trust)?;
+        let extension = stackable(class, &c.name, &opened.root)?;
+        Ok((opened, extension))
     })
     .into_iter();
     drop(jobs);
@@ -394,16 +393,13 @@ fn examine(
     for (finding, selected) in findings {
         let report = match finding {
             Finding::Selected(c) => match checks.next() {
-                Some(Ok(opened)) => {
+                Some(Ok((opened, extension))) => {
                     let known_identity = selected.and_then(|(_, known)| known);
                     match extension_origin(&c, &root, opened.root_hash.clone(), known_identity) {
                         Ok(origin) => origins.push(origin),
                         Err(e) => log::warn!("cannot identify {}: {e}", c.path.display()),
                     }
-                    accepted.push(Extension {
-                        name: c.name.clone(),
-                        root: opened.root,
-                    });
+                    accepted.push(extension);
                     let mut report = ImageReport::for_candidate(class, &c, Verdict::Accepted);
                     report.protection = Some(describe_protection(&opened.verdict));
                     report
@@ -526,22 +522,16 @@ fn trust_material(opts: &Options) -> (Vec<signature::TrustedCert>, u64) {
     (trusted, now)
 }
 
-/// Check what stacking one extension involves (its hierarchies, its kernel
+/// Resolve what stacking one extension involves (its layers, its kernel
 /// module metadata), so a fault in it refuses it alone rather than the
 /// merge of its whole class.
-fn stackable(class: Class, root: &Path, name: &str, tree: &Path) -> Result<(), String> {
-    let extension = Extension {
-        name: name.to_string(),
-        root: tree.to_path_buf(),
-    };
-    let plans = overlay::plan(class, root, &[extension], &MutableSetup::read_only())
+fn stackable(class: Class, name: &str, tree: &Path) -> Result<Extension, String> {
+    let extension = Extension::resolve(class, name, tree)
         .map_err(|e| format!("cannot plan its overlay: {e}"))?;
-    for plan in plans.iter().filter(|p| p.hierarchy == "usr") {
-        for layer in &plan.layers {
-            modules::check_layer(layer)?;
-        }
+    if let Some(usr) = extension.layer("usr") {
+        modules::check_layer(usr)?;
     }
-    Ok(())
+    Ok(extension)
 }
 
 /// Open one candidate and judge it; the error is the one-line reason.

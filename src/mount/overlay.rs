@@ -107,6 +107,35 @@ pub struct Extension {
     pub name: String,
     /// The root of its tree on this system.
     pub root: PathBuf,
+    /// Each hierarchy of its class it has content for, resolved inside
+    /// `root`: the layers it adds.
+    pub layers: Vec<(&'static str, PathBuf)>,
+}
+
+impl Extension {
+    /// The extension `name` whose tree is at `root`, its layers looked up
+    /// once (images are judged in parallel; planning then reads nothing).
+    pub fn resolve(class: Class, name: &str, root: &Path) -> io::Result<Extension> {
+        let mut layers = Vec::new();
+        for &hierarchy in class.hierarchies() {
+            if let Some(layer) = non_empty_dir_in(root, hierarchy)? {
+                layers.push((hierarchy, layer));
+            }
+        }
+        Ok(Extension {
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            layers,
+        })
+    }
+
+    /// Its layer for `hierarchy`, if it has content there.
+    pub fn layer(&self, hierarchy: &str) -> Option<&Path> {
+        self.layers
+            .iter()
+            .find(|(h, _)| *h == hierarchy)
+            .map(|(_, layer)| layer.as_path())
+    }
 }
 
 /// How one hierarchy will be overlaid.
@@ -140,7 +169,8 @@ pub fn sort_names(names: &mut [String]) {
     names.sort_by(|a, b| version::compare(a, b));
 }
 
-/// Plan the overlays of `class` over `root` for `extensions` (any order).
+/// Plan the overlays of `class` over `root` for `extensions` (any order,
+/// layers resolved).
 /// A hierarchy that no extension has content for is left alone, unless
 /// the mode is mutable. Persistent mutable directories are created here
 /// (mode `yes`), as systemd does, before anything is mounted.
@@ -155,12 +185,10 @@ pub fn plan(
     let root_fd = open_dir(root)?;
     let mut plans = Vec::new();
     for &hierarchy in class.hierarchies() {
-        let mut layers = Vec::new();
-        for ext in &ordered {
-            if let Some(layer) = non_empty_dir_in(&ext.root, hierarchy)? {
-                layers.push(layer);
-            }
-        }
+        let layers: Vec<PathBuf> = ordered
+            .iter()
+            .filter_map(|ext| ext.layer(hierarchy).map(Path::to_path_buf))
+            .collect();
         if layers.is_empty() && mutable.mode == Mutable::No {
             continue;
         }
@@ -653,10 +681,7 @@ mod tests {
             fs::create_dir_all(root.join(d)).unwrap();
             fs::write(root.join(d).join("f"), name).unwrap();
         }
-        Extension {
-            name: name.into(),
-            root,
-        }
+        Extension::resolve(Class::Sysext, name, &root).unwrap()
     }
 
     #[test]
@@ -699,8 +724,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         fs::create_dir_all(root.join("etc")).unwrap();
-        let e = ext(tmp.path(), "a", &[]);
-        fs::create_dir_all(e.root.join("etc")).unwrap();
+        fs::create_dir_all(tmp.path().join("ext/a/etc")).unwrap();
+        let e = Extension::resolve(Class::Confext, "a", &tmp.path().join("ext/a")).unwrap();
+        assert!(e.layers.is_empty());
         assert!(
             plan(Class::Confext, &root, &[e], &MutableSetup::read_only())
                 .unwrap()
