@@ -319,6 +319,8 @@ struct Examination<'a> {
     trust: &'a TrustCache,
     /// How many images to open at once.
     workers: usize,
+    /// Loads the kernel modules images need as they need them.
+    need_modules: image::NeedModules<'a>,
 }
 
 /// A selected image's policy and its identity as discovered.
@@ -340,6 +342,7 @@ fn examine(
         identities,
         trust,
         workers,
+        need_modules,
     } = *how;
     let mut counted = Vec::new();
     // Boot counting renames, one entry after the other, before anything
@@ -380,7 +383,15 @@ fn examine(
             trusted,
             now: *now,
         };
-        let opened = open_and_validate(class, c, host, &opts.host_arch, workspace, &trust)?;
+        let opened = open_and_validate(
+            class,
+            c,
+            host,
+            &opts.host_arch,
+            workspace,
+            &trust,
+            need_modules,
+        )?;
         let extension = stackable(class, &c.name, &opened.root)?;
         Ok((opened, extension))
     })
@@ -542,6 +553,7 @@ fn open_and_validate(
     host_arch: &str,
     workspace: Option<&Workspace>,
     trust: &Trust<'_>,
+    need_modules: image::NeedModules<'_>,
 ) -> Result<image::Opened, String> {
     let mount_point = match workspace {
         Some(ws) => ws
@@ -552,8 +564,14 @@ fn open_and_validate(
         None if candidate.kind == discover::SourceKind::Directory => PathBuf::new(),
         None => return Err("not inspected (mounting images needs root)".into()),
     };
-    let opened = image::open(candidate, &mount_point, class.mount_attrs(), trust)
-        .map_err(|e| e.to_string())?;
+    let opened = image::open(
+        candidate,
+        &mount_point,
+        class.mount_attrs(),
+        trust,
+        need_modules,
+    )
+    .map_err(|e| e.to_string())?;
     let root = opened.root.clone();
     let root_fd = open_dir(&root).map_err(|e| format!("cannot open image root: {e}"))?;
     if open_in_root(
@@ -621,26 +639,12 @@ fn run(opts: &Options, action: Action) -> Result<Vec<ClassOutcome>, MergeError> 
             (class, findings)
         })
         .collect();
-    // Modules are for attaching images: with none to attach (the idle
-    // path) nothing of the module tree is read.
-    let attaches_images = found.iter().any(|(_, findings)| {
-        findings.as_ref().is_none_or(|found| {
-            found.iter().any(
-                |f| matches!(f, Finding::Selected(c) if c.kind != discover::SourceKind::Directory),
-            )
-        })
-    });
-    if let (Some(dir), true) = (&opts.modules_dir, attaches_images) {
-        let names = [
-            "loop",
-            "overlay",
-            "squashfs",
-            "erofs",
-            "dm-mod",
-            "dm-verity",
-        ];
-        modules::preload(dir, &names, &opts.cmdline);
-    }
+    // Modules load when an image first needs them: a set of plain squashfs
+    // images loads neither erofs nor device-mapper, the idle path nothing.
+    let modules = opts
+        .modules_dir
+        .as_deref()
+        .map(|dir| modules::OnDemand::new(dir, &opts.cmdline));
     let host = match host_release(&opts.root) {
         Ok(host) => host,
         Err(e) if !opts.required.is_empty() => {
@@ -657,7 +661,15 @@ fn run(opts: &Options, action: Action) -> Result<Vec<ClassOutcome>, MergeError> 
     let mut errors = Vec::new();
     let trust = TrustCache::new();
     for (class, findings) in found.drain(..) {
-        match merge_class(opts, class, &host, action, findings, &trust) {
+        match merge_class(
+            opts,
+            class,
+            &host,
+            action,
+            findings,
+            &trust,
+            modules.as_ref(),
+        ) {
             Ok(outcome) => outcomes.push(outcome),
             Err(e) => {
                 log::error!("{}: {e:#}", class.name());
@@ -734,6 +746,7 @@ fn merge_class(
     action: Action,
     findings: Option<Vec<Finding>>,
     trust: &TrustCache,
+    modules: Option<&modules::OnDemand<'_>>,
 ) -> Result<ClassOutcome> {
     let targets: Vec<(&str, PathBuf)> = class
         .hierarchies()
@@ -767,6 +780,11 @@ fn merge_class(
             .with_context(|| format!("cannot search for {} images", class.name()))?,
     };
     let identities = identities(&findings);
+    let need_modules = |names: &[&str]| {
+        if let Some(modules) = modules {
+            modules.need(names);
+        }
+    };
     // The new overlays need the hierarchies as they are below the merge:
     // they are built in a private copy of the mount namespace where the
     // old merge is taken off (and the search directories are read again),
@@ -788,6 +806,7 @@ fn merge_class(
                 identities: &identities,
                 trust,
                 workers,
+                need_modules: &need_modules,
             },
         )
     };
@@ -1043,6 +1062,7 @@ fn prepare(
         }
     }
     let origin_text = merge_origin.file_content();
+    (how.need_modules)(&["overlay"]);
     let mut built = Vec::new();
     for plan in plans {
         let meta = workspace
@@ -1158,6 +1178,7 @@ pub fn list(opts: &Options) -> Result<Vec<ImageReport>> {
         identities: &Identities::new(),
         trust: &trust,
         workers: OPEN_WORKERS,
+        need_modules: &|_| {},
     };
     let mut reports = Vec::new();
     for &class in &opts.classes {

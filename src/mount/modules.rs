@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::cmdline::KernelCmdline;
 
@@ -76,47 +77,92 @@ fn parse_dep(text: &str) -> Vec<(String, DepEntry)> {
         .collect()
 }
 
-/// Load `names` (and their dependencies) from `modules_dir` (the running
-/// kernel's `/lib/modules/$(uname -r)`), with their options from the kernel
-/// command line. Missing modules are not an error: they may be built in, or
+/// Loads modules from the running kernel's `/lib/modules/$(uname -r)` the
+/// first time something needs them (a loop device, a file system,
+/// dm-verity, overlayfs), with their options from the kernel command line,
+/// so a merge loads only what its images use; shared by the threads that
+/// open images. Missing modules are not an error: they may be built in, or
 /// the kernel may autoload them later.
-pub fn preload(modules_dir: &Path, names: &[&str], cmdline: &KernelCmdline) {
-    preload_from(modules_dir, Path::new("/sys/module"), names, cmdline)
+pub struct OnDemand<'a> {
+    dir: &'a Path,
+    sys_module: &'a Path,
+    cmdline: &'a KernelCmdline,
+    state: Mutex<Demanded<'a>>,
 }
 
-/// `preload` with the kernel's module directory (`/sys/module`) as a flag.
-/// Reads only what loading needs: nothing when every module is loaded or
-/// built in, `modules.alias` (megabytes on a full system) only for a name
-/// that is no module's own.
-fn preload_from(modules_dir: &Path, sys_module: &Path, names: &[&str], cmdline: &KernelCmdline) {
-    let read = |name: &str| fs::read_to_string(modules_dir.join(name)).unwrap_or_default();
-    let mut wanted = not_loaded(names, sys_module);
-    if !wanted.is_empty() {
-        wanted = not_built_in(wanted, &read("modules.builtin"));
+/// What an [`OnDemand`] has done so far.
+#[derive(Default)]
+struct Demanded<'a> {
+    /// Every name asked for: asking again costs nothing.
+    asked: HashSet<String>,
+    /// The parsed module tree, once a module had to be loaded; None inside
+    /// when there is no `modules.dep`.
+    loader: Option<Option<Loader<'a>>>,
+}
+
+impl<'a> OnDemand<'a> {
+    /// Loading from `modules_dir`, with options from `cmdline`; nothing is
+    /// read yet.
+    pub fn new(modules_dir: &'a Path, cmdline: &'a KernelCmdline) -> Self {
+        Self::with_sys_module(modules_dir, Path::new("/sys/module"), cmdline)
     }
-    if wanted.is_empty() {
-        log::debug!("modules {} loaded or built in", names.join(", "));
-        return;
+
+    /// `new` with the kernel's module directory (`/sys/module`) as a flag.
+    fn with_sys_module(dir: &'a Path, sys_module: &'a Path, cmdline: &'a KernelCmdline) -> Self {
+        OnDemand {
+            dir,
+            sys_module,
+            cmdline,
+            state: Mutex::new(Demanded::default()),
+        }
     }
-    let Ok(text) = fs::read_to_string(modules_dir.join("modules.dep")) else {
-        log::debug!(
-            "no {}/modules.dep; relying on the kernel for modules",
-            modules_dir.display()
-        );
-        return;
-    };
-    let mut loader = Loader {
-        dir: modules_dir,
-        sys_module,
-        cmdline,
-        index: parse_dep(&text).into_iter().collect(),
-        softdeps: parse_softdeps(&read("modules.softdep")),
-        aliases: None,
-        compression: Path::new("/sys/module/compression").exists(),
-        done: HashSet::new(),
-    };
-    for name in &wanted {
-        loader.load_name(name);
+
+    /// Make sure `names` are loaded. Reads only what loading needs: nothing
+    /// when every module is loaded or built in, `modules.alias` (megabytes
+    /// on a full system) only for a name that is no module's own.
+    pub fn need(&self, names: &[&str]) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let new: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| state.asked.insert(normalize(n)))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let read = |name: &str| fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        let mut wanted = not_loaded(&new, self.sys_module);
+        if !wanted.is_empty() {
+            wanted = not_built_in(wanted, &read("modules.builtin"));
+        }
+        if wanted.is_empty() {
+            log::debug!("modules {} loaded or built in", new.join(", "));
+            return;
+        }
+        let loader = state.loader.get_or_insert_with(|| {
+            let Ok(text) = fs::read_to_string(self.dir.join("modules.dep")) else {
+                log::debug!(
+                    "no {}/modules.dep; relying on the kernel for modules",
+                    self.dir.display()
+                );
+                return None;
+            };
+            Some(Loader {
+                dir: self.dir,
+                sys_module: self.sys_module,
+                cmdline: self.cmdline,
+                index: parse_dep(&text).into_iter().collect(),
+                softdeps: parse_softdeps(&read("modules.softdep")),
+                aliases: None,
+                compression: Path::new("/sys/module/compression").exists(),
+                done: HashSet::new(),
+            })
+        });
+        if let Some(loader) = loader {
+            for name in &wanted {
+                loader.load_name(name);
+            }
+        }
     }
 }
 
@@ -643,6 +689,31 @@ mod tests {
             tagged = child;
             i += 1;
         }
+    }
+
+    #[test]
+    fn the_module_tree_is_read_only_for_a_module_to_load_and_each_name_asked_once() {
+        let sys = tempfile::tempdir().unwrap();
+        fs::create_dir(sys.path().join("loop")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("modules.builtin"),
+            "kernel/fs/erofs/erofs.ko\n",
+        )
+        .unwrap();
+        let cmdline = KernelCmdline::parse("");
+        let modules = OnDemand::with_sys_module(dir.path(), sys.path(), &cmdline);
+        let looked_for_the_tree = |m: &OnDemand<'_>| m.state.lock().unwrap().loader.is_some();
+        modules.need(&["loop", "erofs"]);
+        assert!(
+            !looked_for_the_tree(&modules),
+            "loaded and built in: nothing to read"
+        );
+        // Not loaded: modules.dep is looked for (absent here: the kernel's job).
+        modules.need(&["loop", "dm-mod"]);
+        assert!(looked_for_the_tree(&modules));
+        let asked = modules.state.lock().unwrap().asked.clone();
+        assert_eq!(asked, ["loop", "erofs", "dm_mod"].map(String::from).into());
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Trust<'a> {
     pub now: u64,
 }
 
+/// Called with the kernel modules a step is about to need (`loop`,
+/// `dm-mod`/`dm-verity`, the file system's), before it takes it.
+pub type NeedModules<'a> = &'a (dyn Fn(&[&str]) + Sync);
+
 /// An image ready to read and stack.
 #[derive(Debug)]
 pub struct Opened {
@@ -69,6 +73,7 @@ pub fn open(
     mount_point: &Path,
     attrs: MountAttrFlags,
     trust: &Trust<'_>,
+    need_modules: NeedModules<'_>,
 ) -> Result<Opened, ImageError> {
     if candidate.kind == SourceKind::Directory {
         // A directory cannot carry verity: it is judged as unprotected.
@@ -88,9 +93,9 @@ pub fn open(
     let naked = probe(&file)?;
     let inspection = verity::inspect(&file, &candidate.path, naked)?;
     let verdict = verity::judge(&inspection, trust.policy, trust.trusted, trust.now)?;
-    let active = verity::activate(&file, &candidate.path, &inspection, &verdict)?;
+    let active = verity::activate(&file, &candidate.path, &inspection, &verdict, need_modules)?;
     // Whatever happens, the verity device must go once nothing uses it.
-    let mount = check_and_mount(&active.device, naked, attrs);
+    let mount = check_and_mount(&active.device, naked, attrs, need_modules);
     if let Some(name) = &active.dm_name {
         verity::release_when_unmounted(name);
     }
@@ -116,6 +121,7 @@ fn check_and_mount(
     device: &Path,
     naked: Option<Format>,
     attrs: MountAttrFlags,
+    need_modules: NeedModules<'_>,
 ) -> Result<std::os::fd::OwnedFd, ImageError> {
     let file = File::open(device)?;
     let format = match naked {
@@ -124,5 +130,6 @@ fn check_and_mount(
     };
     check_complete(&file, format)?;
     drop(file);
+    need_modules(&[format.fstype()]);
     Ok(mount_block_read_only(format.fstype(), device, attrs)?)
 }

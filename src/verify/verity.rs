@@ -309,8 +309,10 @@ pub fn activate(
     path: &Path,
     inspection: &Inspection,
     verdict: &Verdict,
+    need_modules: &(dyn Fn(&[&str]) + Sync),
 ) -> Result<Activated, VerityError> {
     let name = path.to_string_lossy();
+    need_modules(&["loop"]);
     let data = loopdev::attach_read_only(file.as_fd(), &name, inspection.data.into())?;
     let (Some(hash_tree), Some(root_hash)) = (&inspection.hash_tree, inspection.root_hash_hex())
     else {
@@ -319,6 +321,8 @@ pub fn activate(
     if *verdict == Verdict::Unprotected {
         return Ok(plain(data));
     }
+    // Loaded before its parameters (require_signatures) are read.
+    need_modules(&["dm-mod", "dm-verity"]);
     let (hash_file, window) = match hash_tree {
         HashTree::Partition(region) => (
             file.try_clone().map_err(ddi::DdiError::Io)?,
