@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """The initrd merge of tests-qemu/bench/initrd-sid: rdext-merge.service against
-systemd 262's systemd-sysext-sysroot.service, from the two boots' results
-files (key=value lines written by guest-initrd-bench). Prints; judges nothing."""
+systemd 262's systemd-sysext-sysroot.service, from the boots' results
+(key=value lines written by guest-initrd-bench, prefixed rdext. or systemd.).
+Prints; judges nothing."""
 import sys
 
 
 def read(path):
-    values = {}
+    """The results of both boots: rdext.KEY and systemd.KEY lines."""
+    boots = {"rdext": {}, "systemd": {}}
     with open(path) as f:
         for line in f:
             key, _, value = line.rstrip("\n").partition("=")
-            values[key] = value
-    return values
+            boot, _, key = key.partition(".")
+            boots.setdefault(boot, {})[key] = value
+    return boots
 
 
 def active_ms(values, unit):
@@ -22,8 +25,10 @@ def active_ms(values, unit):
     return 1000 * (float(end) - float(start)) if start and end else None
 
 
-rdext, systemd = read(sys.argv[1]), read(sys.argv[2])
-print(f"guest: {rdext.get('kernel')}, {rdext.get('systemd')}")
+boots = read(sys.argv[1])
+rdext, systemd = boots["rdext"], boots["systemd"]
+any_boot = rdext or systemd
+print(f"guest: {any_boot.get('kernel')}, {any_boot.get('systemd')}")
 r = active_ms(rdext, "rdext-merge")
 s = active_ms(systemd, "systemd-sysext-sysroot")
 fmt = lambda ms: "did not run" if ms is None else f"{ms:.0f} ms"
