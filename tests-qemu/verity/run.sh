@@ -32,8 +32,10 @@ for name in $expected; do
         *) failed=1 ;;
     esac
 done
+# grep reads a here-string: with pipefail, `echo | grep -q` fails when grep
+# quits before echo has written the whole console (SIGPIPE).
 for t in one_small one_large_64MiB twenty_small; do
-    echo "$console" | grep -q "^TIMING $t merged" || { echo "MISSING timing $t"; failed=1; }
+    grep -q "^TIMING $t merged" <<<"$console" || { echo "MISSING timing $t"; failed=1; }
 done
 if [ $failed = 1 ]; then
     echo "$console" | tail -n 60
