@@ -151,6 +151,11 @@ fn partial_file_survives_a_failed_call_and_the_next_call_resumes_it() {
         .unwrap_err();
     assert!(matches!(err, FetchError::Http { .. }), "{err}");
     assert!(err.to_string().contains(&url), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the body ended after 70000 of the 200000 bytes announced"),
+        "{err}"
+    );
     assert_eq!(listing(dir.path()), [partial_name()]);
     assert_eq!(
         fs::read(dir.path().join(partial_name())).unwrap(),

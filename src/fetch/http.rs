@@ -396,6 +396,7 @@ impl Fetcher {
                 (job.create()?, Context::new(&SHA256), total)
             }
             StatusCode::PARTIAL_CONTENT if offset > 0 => {
+                log::info!("{}: resuming at byte {offset}", job.url);
                 let total = content_range(&response).and_then(|(_, total)| total);
                 let mut file = job.open_kept()?;
                 let ctx = job.hash_prefix(&mut file, offset)?;
@@ -412,7 +413,7 @@ impl Fetcher {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(http_error(job.url, e)),
+                Err(e) => return Err(body_error(job.url, e, done, total)),
             };
             file.write_all(&buf[..n])
                 .map_err(|e| job.local("write", e))?;
@@ -831,6 +832,23 @@ fn http_error(url: &str, e: io::Error) -> FetchError {
     }
 }
 
+/// A read error in the middle of a body. When the server announced the length, the message
+/// says how much of it arrived: a cut connection and a server announcing more than it sends
+/// look alike, and "peer disconnected" alone does not tell which file was short.
+fn body_error(url: &str, e: io::Error, done: u64, total: Option<u64>) -> FetchError {
+    let source = match (ureq::Error::from(e), total) {
+        (ureq::Error::Io(e), Some(total)) if done < total => ureq::Error::Io(io::Error::new(
+            e.kind(),
+            format!("the body ended after {done} of the {total} bytes announced: {e}"),
+        )),
+        (source, _) => source,
+    };
+    FetchError::Http {
+        url: url.to_string(),
+        source,
+    }
+}
+
 fn status_error(url: &str, status: StatusCode) -> FetchError {
     FetchError::Status {
         url: url.to_string(),
@@ -924,6 +942,32 @@ mod tests {
         };
         assert!(!e.to_string().contains('\n'));
         assert!(e.to_string().starts_with("http://h/x: SHA-256 abab"));
+    }
+
+    #[test]
+    fn a_body_short_of_its_announced_length_says_how_short() {
+        let eof = || io::Error::new(io::ErrorKind::UnexpectedEof, "Peer disconnected");
+        let e = body_error("http://h/x", eof(), 3_000, Some(6_000));
+        assert_eq!(
+            e.to_string(),
+            "http://h/x: io: the body ended after 3000 of the 6000 bytes announced: \
+             Peer disconnected"
+        );
+        assert!(e.is_transient(), "a cut connection is retried");
+        let e = body_error("http://h/x", eof(), 3_000, None);
+        assert_eq!(e.to_string(), "http://h/x: io: Peer disconnected");
+        let timeout = io::Error::other(ureq::Error::Timeout(ureq::Timeout::PerRead));
+        let e = body_error("http://h/x", timeout, 3_000, Some(6_000));
+        assert!(
+            matches!(
+                e,
+                FetchError::Http {
+                    source: ureq::Error::Timeout(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
