@@ -495,7 +495,7 @@ make_split_var_disks() {
 # (booted in place) under the hard time limit $BOOT_LIMIT (default
 # $BOOT_TIMEOUT). NETDEV: the -netdev value of a virtio NIC, none if empty.
 # With BOOT_VAR_DISK set, that disk is the second virtio disk (/var) and
-# holds the results file.
+# holds the results file. With BOOT_QEMU_PIDFILE set, QEMU's pid is written there.
 # Leaves $WORK/NAME.serial.log, NAME.seconds and NAME.results (the guest's
 # results file, empty if there is none); sets BOOT_RC to QEMU's exit status
 # (124/137: timed out).
@@ -505,6 +505,8 @@ boot_vm() {
                 -no-reboot -kernel "$GUEST/vmlinuz" -initrd "$initrd"
                 -drive "file=$disk,format=raw,if=virtio" -append "$BASE_CMDLINE $extra")
     [ -n "${BOOT_VAR_DISK:-}" ] && qemu+=(-drive "file=$BOOT_VAR_DISK,format=raw,if=virtio")
+    # BOOT_QEMU_PIDFILE: QEMU writes its pid there (faults.sh cuts its power).
+    [ -n "${BOOT_QEMU_PIDFILE:-}" ] && qemu+=(-pidfile "$BOOT_QEMU_PIDFILE")
     [ -n "$net" ] && qemu+=(-netdev "$net" -device "virtio-net-pci,netdev=n0")
     rm -f "$WORK/$name.results"
     log "boot '$name': $(basename "$initrd") ${extra:+($extra) }time limit ${limit}s"

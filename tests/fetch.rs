@@ -718,18 +718,16 @@ fn unusable_ca_bundles_are_rejected_up_front() {
     );
 }
 
-/// Runs on a 64 KiB tmpfs in a mount namespace private to one thread (needs root).
-#[test]
-fn disk_full_removes_the_partial_file() {
+/// Downloads `url` into `target` on a 64 KiB tmpfs mounted there in a mount namespace private
+/// to one thread (needs root); the error and what is left in `target`.
+fn download_to_small_tmpfs(url: String, target: &Path, data: &[u8]) -> (FetchError, Vec<String>) {
     assert!(
         rustix::process::geteuid().is_root(),
         "this test needs root to mount a small tmpfs"
     );
-    let data = payload(1_000_000);
-    let (server, dir) = setup(&data);
-    let url = server.url(&format!("/{NAME}"));
-    let target = dir.path().to_path_buf();
-    let result = std::thread::spawn(move || {
+    let target = target.to_path_buf();
+    let digest = sha256(data);
+    std::thread::spawn(move || {
         use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags};
         // SAFETY: only this thread's mount namespace and fs context change; no other thread
         // shares state with it that depends on them.
@@ -741,13 +739,48 @@ fn disk_full_removes_the_partial_file() {
         .unwrap();
         mount("tmpfs", &target, "tmpfs", MountFlags::empty(), c"size=64k").unwrap();
         let err = fetcher(config())
-            .download(&url, &target, NAME, &sha256(&data), 0o644, false)
+            .download(&url, &target, NAME, &digest, 0o644, false)
             .unwrap_err();
         (err, listing(&target))
     })
     .join()
-    .unwrap();
-    let (err, left) = result;
+    .unwrap()
+}
+
+/// A body of unknown length (no Content-Length) runs into the kernel's ENOSPC.
+#[test]
+fn disk_full_removes_the_partial_file() {
+    let data = payload(1_000_000);
+    let (server, dir) = setup(&data);
+    let path = format!("/{NAME}");
+    server.fault(&path, Fault::NoLength);
+    let (err, left) = download_to_small_tmpfs(server.url(&path), dir.path(), &data);
+    assert!(
+        err.to_string()
+            .ends_with("No space left on device (os error 28)"),
+        "{err}"
+    );
+    match &err {
+        FetchError::Io { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{err}")
+        }
+        _ => panic!("{err}"),
+    }
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// An announced length larger than the file system can hold is refused before a byte is written.
+#[test]
+fn announced_length_larger_than_the_disk_is_refused_up_front() {
+    let data = payload(1_000_000);
+    let (server, dir) = setup(&data);
+    let (err, left) = download_to_small_tmpfs(server.url(&format!("/{NAME}")), dir.path(), &data);
+    let text = err.to_string();
+    assert!(
+        text.contains("no space left on device: the server announced 1000000 more bytes, ")
+            && text.ends_with(" are available"),
+        "{text}"
+    );
     match &err {
         FetchError::Io { source, .. } => {
             assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{err}")

@@ -406,6 +406,9 @@ impl Fetcher {
             status => return Err(status_error(job.url, status)),
         };
         let mut done = file.metadata().map_err(|e| job.local("stat", e))?.len();
+        if let Some(total) = total {
+            job.check_space(&file, total.saturating_sub(done))?;
+        }
         let mut reader = response.into_body().into_reader();
         let mut buf = vec![0; CHUNK];
         loop {
@@ -610,6 +613,24 @@ impl Job<'_> {
             }
         }
         Ok(ctx)
+    }
+
+    /// Refuses, before any byte is written, a body whose announced length the file system
+    /// cannot hold without its reserve for root, so an image too large for the disk does not
+    /// fill it first. A body of unknown length still ends at the kernel's ENOSPC.
+    fn check_space(&self, file: &File, needed: u64) -> Result<(), FetchError> {
+        let Ok(fs) = rustix::fs::fstatvfs(file) else {
+            return Ok(());
+        };
+        let available = fs.f_bavail.saturating_mul(fs.f_frsize);
+        if needed <= available {
+            return Ok(());
+        }
+        let why = format!(
+            "no space left on device: the server announced {needed} more bytes, \
+             {available} are available"
+        );
+        Err(self.local("write", io::Error::new(io::ErrorKind::StorageFull, why)))
     }
 
     /// A local failure on the partial file: the file goes, since it cannot be trusted or it

@@ -26,6 +26,8 @@ pub enum Fault {
     Stall(usize, Duration),
     /// Answer with this status and an empty body.
     Status(u16),
+    /// Send the body without a Content-Length, ended by closing the connection.
+    NoLength,
 }
 
 /// One request as the server saw it.
@@ -260,6 +262,13 @@ fn serve(shared: &Shared, stream: impl Read + Write, tcp: &TcpStream) {
             while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
                 thread::sleep(Duration::from_millis(20));
             }
+            let _ = tcp.shutdown(Shutdown::Both);
+        }
+        Some(Fault::NoLength) => {
+            let head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n\r\n");
+            let _ = out.write_all(head.as_bytes());
+            let _ = out.write_all(body);
+            let _ = out.flush();
             let _ = tcp.shutdown(Shutdown::Both);
         }
         _ => respond(out, status, &headers, body),
