@@ -265,23 +265,45 @@ fn wrong_hash_leaves_neither_final_nor_partial_file() {
 }
 
 #[test]
-fn corrupt_partial_prefix_is_caught_by_the_hash_and_removed() {
+fn corrupt_partial_prefix_is_caught_by_the_hash_and_downloaded_again() {
     let data = payload(80_000);
     let (server, dir) = setup(&data);
+    let path = format!("/{NAME}");
+    // As a power cut can leave it: the right length, a block of zeros where the data was.
     let mut bad = data[..30_000].to_vec();
-    bad[100] ^= 0xff;
+    bad[4096..8192].fill(0);
     fs::write(dir.path().join(partial_name()), bad).unwrap();
-    let err = fetcher(config())
+    let stats = fetcher(config())
         .download(
-            &server.url(&format!("/{NAME}")),
+            &server.url(&path),
             dir.path(),
             NAME,
             &sha256(&data),
             0o644,
             false,
         )
+        .unwrap();
+    assert_eq!(
+        server.requests(),
+        [req(&path, Some("bytes=30000-")), req(&path, None)]
+    );
+    assert!(!stats.resumed);
+    assert_eq!(stats.received, 50_000 + 80_000);
+    assert_eq!(fs::read(dir.path().join(NAME)).unwrap(), data);
+    assert_eq!(listing(dir.path()), [NAME]);
+}
+
+/// A server whose bytes are wrong from the start is not asked twice.
+#[test]
+fn wrong_bytes_without_a_resume_are_not_downloaded_again() {
+    let data = payload(80_000);
+    let (server, dir) = setup(&data);
+    let path = format!("/{NAME}");
+    let err = fetcher(config())
+        .download(&server.url(&path), dir.path(), NAME, &[7; 32], 0o644, false)
         .unwrap_err();
     assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
+    assert_eq!(server.requests(), [req(&path, None)]);
     assert!(listing(dir.path()).is_empty());
 }
 

@@ -16,7 +16,8 @@
 //! * A network failure keeps the partial file; the next attempt (in this call, or a later boot)
 //!   continues it with `Range: bytes=N-`. A local failure (disk full, I/O error) and a hash
 //!   mismatch delete it, because the bytes can no longer be trusted or they take space the boot
-//!   needs.
+//!   needs. A mismatch after a resume (a kept tail that never reached the disk before a power
+//!   cut) is downloaded once more from the start in the same call.
 //! * Connection errors, idle timeouts and 5xx/408/429 answers are retried a bounded number of
 //!   times with exponential backoff; every other answer (404 above all) is final.
 //!
@@ -347,7 +348,16 @@ impl Fetcher {
                 last: None,
             },
         };
-        let file = self.with_retries(url, || self.attempt(&mut job))?;
+        let file = match self.with_retries(url, || self.attempt(&mut job)) {
+            // Bytes kept from an earlier attempt need not be the server's: a power cut can leave
+            // a file whose tail never reached the disk. attempt() removed it; start from zero.
+            Err(FetchError::HashMismatch { .. }) if job.stats.resumed => {
+                log::warn!("{url}: the resumed file does not match its hash, downloading it again from the start");
+                job.stats.resumed = false;
+                self.with_retries(url, || self.attempt(&mut job))?
+            }
+            other => other?,
+        };
         let result = install(&file, &job.partial, &final_path, mode, replace);
         if result.is_err() {
             discard(&job.partial);
