@@ -21,7 +21,7 @@ installkernel() {
 }
 
 # The rdext binary for this initrd: the merge-only build (no downloads, no
-# TLS; about a third of the size) unless the initrd can download, that is
+# TLS; about half the size) unless the initrd can download, that is
 # when it has a network module. rdext_download="yes"|"no" in dracut's
 # configuration decides instead.
 rdext_binary() {
