@@ -295,7 +295,11 @@ pub fn find_release_file(
     match resolve_in(root, &exact) {
         Ok((path, meta)) if meta.is_file() => return Ok(Some(path)),
         Ok((path, _)) => return Err(FindError::NotRegular(path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // An image name of 238 bytes or more makes a release file name no
+        // file system holds: only a relaxed release file can serve it.
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) => {}
         Err(source) => {
             let path = root.join(exact);
             return Err(FindError::Io { path, source });
@@ -550,6 +554,8 @@ mod tests {
         assert!(matches!(invalid, Err(FindError::InvalidName(_))));
         // An unusable base name disables the scan altogether.
         assert_eq!(find(&tree(&["extension-release.x"]), "_x"), None);
+        // No release file can be named for a 251-byte name: none, no error.
+        assert_eq!(find(&root, &"x".repeat(251)), None);
         let no_dir = tempfile::tempdir().unwrap();
         assert_eq!(find(&no_dir, "foo"), None);
         fs::create_dir(no_dir.path().join("usr")).unwrap();
@@ -610,6 +616,11 @@ mod tests {
             let want = accepted.then(|| renamed.clone());
             assert_eq!(find(&root, "foo"), want, "{value:?}");
         }
+        // A name too long for its own release file (255 bytes, as an image
+        // file name of 255 bytes without `.raw` can be) finds the relaxed one.
+        let root = tree_in(base, &["extension-release.renamed"]);
+        set(&root.path().join(&renamed), b"0").unwrap();
+        assert_eq!(find(&root, &"x".repeat(251)), Some(renamed.clone()));
         let root = tree_in(
             base,
             &["extension-release.renamed", "extension-release.foo"],

@@ -199,11 +199,19 @@ fn auxiliary_path(image: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
+/// Whether an error says the file is not there. A sidecar name longer than
+/// a file name can be (an image name of 251 to 255 bytes plus `.roothash`)
+/// names a file that cannot exist: absent too, not an error of the image.
+fn is_absent(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+        || e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error())
+}
+
 /// Reads a whole file; `Ok(None)` if it does not exist.
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, DdiError> {
     match std::fs::read(path) {
         Ok(data) => Ok(Some(data)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if is_absent(&e) => Ok(None),
         Err(source) => Err(DdiError::File {
             path: path.to_owned(),
             source,
@@ -267,6 +275,7 @@ pub fn find_sidecars(image: &Path) -> Result<Sidecars, DdiError> {
     match verity.try_exists() {
         Ok(true) => sidecars.verity_data = Some(verity),
         Ok(false) => {}
+        Err(e) if is_absent(&e) => {}
         Err(source) => {
             return Err(DdiError::File {
                 path: verity,
@@ -573,6 +582,14 @@ mod tests {
         assert_eq!(found.verity_data.as_deref(), Some(verity.as_path()));
         let sb = parse_verity_superblock(&fs::read(&verity).unwrap()).unwrap();
         assert_eq!(sb.data_blocks * u64::from(sb.data_block_size), 256 << 10);
+    }
+
+    #[test]
+    fn image_name_of_255_bytes_has_no_sidecars() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join(format!("{}.raw", "x".repeat(251)));
+        fs::write(&image, b"").unwrap();
+        assert_eq!(find_sidecars(&image).unwrap(), Sidecars::default());
     }
 
     #[test]
