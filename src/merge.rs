@@ -370,14 +370,17 @@ fn examine(
     } else {
         &no_trust
     };
-    let jobs: Vec<(&Candidate, &ImagePolicy)> = findings
+    // Each job's position among the findings names the mount point of an
+    // image with a long name (see image_mount_point).
+    let jobs: Vec<(usize, &Candidate, &ImagePolicy)> = findings
         .iter()
-        .filter_map(|(finding, selected)| match (finding, selected) {
-            (Finding::Selected(c), Some((policy, _))) => Some((c, policy)),
+        .enumerate()
+        .filter_map(|(index, (finding, selected))| match (finding, selected) {
+            (Finding::Selected(c), Some((policy, _))) => Some((index, c, policy)),
             _ => None,
         })
         .collect();
-    let mut checks = map_parallel(&jobs, workers, |&(c, policy)| {
+    let mut checks = map_parallel(&jobs, workers, |&(index, c, policy)| {
         let trust = Trust {
             policy,
             trusted,
@@ -388,7 +391,7 @@ fn examine(
             c,
             host,
             &opts.host_arch,
-            workspace,
+            workspace.map(|ws| image_mount_point(ws, class, &c.name, index)),
             &trust,
             need_modules,
         )?;
@@ -539,28 +542,46 @@ fn trust_material(opts: &Options) -> (Vec<signature::TrustedCert>, u64) {
 fn stackable(class: Class, name: &str, tree: &Path) -> Result<Extension, String> {
     let extension = Extension::resolve(class, name, tree)
         .map_err(|e| format!("cannot plan its overlay: {e}"))?;
+    for (_, layer) in &extension.layers {
+        overlay::check_layer_path(layer)?;
+    }
     if let Some(usr) = extension.layer("usr") {
         modules::check_layer(usr)?;
     }
     Ok(extension)
 }
 
+/// Where an image is mounted in the workspace: under its name, or, for a
+/// name too long to leave its layer paths short enough for the overlay
+/// mount (see [`overlay::MAX_LAYER_PATH`]), under its position among the
+/// class's entries (`images/sysext.long/N`, beside the named ones).
+fn image_mount_point(workspace: &Workspace, class: Class, name: &str, index: usize) -> PathBuf {
+    let images = workspace.path().join("images");
+    if name.len() <= LONG_NAME {
+        images.join(class.name()).join(name)
+    } else {
+        images
+            .join(format!("{}.long", class.name()))
+            .join(index.to_string())
+    }
+}
+
+/// Extension names longer than this are not used in mount point paths.
+const LONG_NAME: usize = 64;
+
 /// Open one candidate and judge it; the error is the one-line reason.
+/// `mount_point`: where to mount it in the workspace (none without one).
 fn open_and_validate(
     class: Class,
     candidate: &Candidate,
     host: &HostRelease,
     host_arch: &str,
-    workspace: Option<&Workspace>,
+    mount_point: Option<PathBuf>,
     trust: &Trust<'_>,
     need_modules: image::NeedModules<'_>,
 ) -> Result<image::Opened, String> {
-    let mount_point = match workspace {
-        Some(ws) => ws
-            .path()
-            .join("images")
-            .join(class.name())
-            .join(&candidate.name),
+    let mount_point = match mount_point {
+        Some(path) => path,
         None if candidate.kind == discover::SourceKind::Directory => PathBuf::new(),
         None => return Err("not inspected (mounting images needs root)".into()),
     };

@@ -408,6 +408,24 @@ pub fn list_file_content(names: &[String]) -> String {
     names.iter().map(|n| format!("{n}\n")).collect()
 }
 
+/// The longest string value `fsconfig()` takes (256 bytes with its NUL):
+/// a longer `lowerdir+` layer path fails the overlay mount of a whole
+/// class with EINVAL.
+pub const MAX_LAYER_PATH: usize = 255;
+
+/// Whether the overlay mount can take `layer` as a lower layer; the error is
+/// the reason, to refuse the one extension that brings it.
+pub fn check_layer_path(layer: &Path) -> Result<(), String> {
+    let len = layer.as_os_str().len();
+    if len > MAX_LAYER_PATH {
+        return Err(format!(
+            "its layer {} is {len} bytes long, the overlay mount takes {MAX_LAYER_PATH} at most",
+            layer.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Escape a path for the legacy `lowerdir=a:b` option.
 pub fn escape_lowerdir(path: &Path) -> String {
     let mut out = String::new();
@@ -740,6 +758,15 @@ mod tests {
         sort_names(&mut names);
         assert_eq!(names, ["a-9", "a-10", "b"]);
         assert_eq!(list_file_content(&names), "a-9\na-10\nb\n");
+    }
+
+    #[test]
+    fn layer_paths_longer_than_fsconfig_takes_are_refused() {
+        let fits = format!("/{}", "x".repeat(MAX_LAYER_PATH - 1));
+        assert_eq!(check_layer_path(Path::new(&fits)), Ok(()));
+        let long = format!("{fits}x");
+        let err = check_layer_path(Path::new(&long)).unwrap_err();
+        assert!(err.contains("256 bytes long"), "{err}");
     }
 
     #[test]
