@@ -769,6 +769,17 @@ fn download_to_small_tmpfs(url: String, target: &Path, data: &[u8]) -> (FetchErr
     .unwrap()
 }
 
+/// A disk-full refusal is an I/O error of kind StorageFull and leaves no file behind.
+fn assert_storage_full_and_nothing_left(err: &FetchError, left: &[String]) {
+    match err {
+        FetchError::Io { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{err}")
+        }
+        _ => panic!("{err}"),
+    }
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// A body of unknown length (no Content-Length) runs into the kernel's ENOSPC.
 #[test]
 fn disk_full_removes_the_partial_file() {
@@ -782,13 +793,7 @@ fn disk_full_removes_the_partial_file() {
             .ends_with("No space left on device (os error 28)"),
         "{err}"
     );
-    match &err {
-        FetchError::Io { source, .. } => {
-            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{err}")
-        }
-        _ => panic!("{err}"),
-    }
-    assert!(left.is_empty(), "{left:?}");
+    assert_storage_full_and_nothing_left(&err, &left);
 }
 
 /// An announced length larger than the file system can hold is refused before a byte is written.
@@ -803,13 +808,7 @@ fn announced_length_larger_than_the_disk_is_refused_up_front() {
             && text.ends_with(" are available"),
         "{text}"
     );
-    match &err {
-        FetchError::Io { source, .. } => {
-            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{err}")
-        }
-        _ => panic!("{err}"),
-    }
-    assert!(left.is_empty(), "{left:?}");
+    assert_storage_full_and_nothing_left(&err, &left);
 }
 
 /// A name the downloader did not create is never written through: a hard link or a symlink
